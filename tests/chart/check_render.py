@@ -21,7 +21,7 @@ FLAGS = {
     "sts-regional-endpoint", "watch-container-credentials-config", "container-credentials-audience",
     "container-credentials-token-mount-path", "container-credentials-token-volume-name",
     "container-credentials-token-path", "container-credentials-full-uri", "compose-role-arn", "fs-group-fix",
-    "default-fs-group", "inject-role-session-name", "aws-account-id",
+    "default-fs-group", "inject-role-session-name", "aws-account-id", "aws-partition",
 }
 REFERENCE_DEFAULTS = {
     "annotation-prefix": "eks.amazonaws.com",

@@ -117,6 +117,8 @@ grep_render "failurePolicy is configurable" 'failurePolicy: Fail' --set webhook.
 grep_render "extra flags are appended" '"--log-level=debug"' --set 'extraArgs[0]=--log-level=debug'
 grep_render "switches render as bare flags" '^ +- --sts-regional-endpoint$' --set config.stsRegionalEndpoint=true
 grep_render "region renders" '"--aws-default-region=eu-west-1"' --set config.awsDefaultRegion=eu-west-1
+grep_render "composeRoleArn renders with its account and partition" '"--aws-partition=aws-cn"' \
+  --set config.composeRoleArn=true --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws-cn
 grep_render "image tag defaults to appVersion" "image: \"irsa-webhook:$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$CHART/Chart.yaml")\""
 grep_render "image digest wins over tag" 'image: "r/irsa@sha256:abc"' --set image.repository=r/irsa --set image.digest=sha256:abc
 RELEASE=prod grep_render "a release name without the chart name is prefixed" 'name: prod-irsa-webhook$'
@@ -149,6 +151,8 @@ refuse "a failurePolicy other than Ignore/Fail" "failurePolicy" --set webhook.fa
 refuse "an unknown fsGroupFix" "fsGroupFix" --set config.fsGroupFix=maybe
 refuse "a token expiration under 600 s" "tokenExpiration" --set config.tokenExpiration=60
 refuse "TLS 1.1" "tlsMinVersion" --set config.tlsMinVersion=1.1
+refuse "composeRoleArn without an account ID" "composeRoleArn needs config.awsAccountId" --set config.composeRoleArn=true
+refuse "an account ID that is not 12 digits" "awsAccountId" --set config.awsAccountId=1234
 
 # --- certs/gen-certs.sh ----------------------------------------------------------------------------------------------
 GC=$ROOT/certs/gen-certs.sh

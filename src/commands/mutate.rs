@@ -10,20 +10,21 @@ use crate::cli::{MutateArgs, MutateOutput};
 use crate::container_credentials::ContainerCredentialsConfig;
 use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
 use crate::manifest::{self, ServiceAccountManifest};
-use crate::mutate::mutate;
+use crate::mutate::{mutate, MutateError, Mutation};
+use crate::settings::MutationSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MutateCommandError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Manifest { path: String, source: manifest::ManifestError },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Manifest { path: String, error: manifest::ManifestError },
     #[error("{0}")]
     Settings(#[from] crate::cli::SettingsError),
-    #[error("{path}: {source}")]
-    ContainerCredentials { path: String, source: crate::container_credentials::ContainerCredentialsError },
-    #[error("{path}: not a valid Pod: {source}")]
-    InvalidPod { path: String, source: crate::mutate::MutateError },
+    #[error("{path}: {error}")]
+    ContainerCredentials { path: String, error: crate::container_credentials::ContainerCredentialsError },
+    #[error("{path}: not a valid Pod: {error}")]
+    InvalidPod { path: String, error: crate::mutate::MutateError },
     #[error("cannot write the output: {0}")]
     Output(String),
 }
@@ -38,40 +39,24 @@ pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, M
     let settings = args.mutation.to_settings()?;
     let (pod_name, pod_text) = read_input(args.pod.as_deref(), stdin)?;
     let pod = manifest::parse_pod(&pod_text)
-        .map_err(|source| MutateCommandError::Manifest { path: pod_name.clone(), source })?;
+        .map_err(|error| MutateCommandError::Manifest { path: pod_name.clone(), error })?;
 
     let mut service_accounts: HashMap<ServiceAccountRef, ServiceAccountManifest> = HashMap::new();
     for path in &args.service_accounts {
         let text = read_file(path)?;
         let parsed = manifest::parse_service_accounts(&text)
-            .map_err(|source| MutateCommandError::Manifest { path: path.display().to_string(), source })?;
+            .map_err(|error| MutateCommandError::Manifest { path: path.display().to_string(), error })?;
         service_accounts.extend(parsed.into_iter().map(|sa| (sa.reference.clone(), sa)));
     }
     let container_credentials = match &args.mutation.watch_container_credentials_config {
         Some(path) => ContainerCredentialsConfig::parse(&read_file(path)?)
-            .map_err(|source| MutateCommandError::ContainerCredentials { path: path.display().to_string(), source })?,
+            .map_err(|error| MutateCommandError::ContainerCredentials { path: path.display().to_string(), error })?,
         None => ContainerCredentialsConfig::default(),
     };
 
-    let sa = manifest::pod_service_account(&pod, None);
-    let config = service_accounts.get(&sa).map(|m| {
-        ServiceAccountConfig::from_annotations(
-            &sa,
-            m.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            &settings,
-        )
-    });
-    let in_container_credentials = container_credentials.contains(&sa);
-    let mut warnings = Vec::new();
-    if config.is_none() && !in_container_credentials {
-        warnings
-            .push(format!("ServiceAccount {sa} not found in the --service-account files; the pod is left unchanged"));
-    }
-    warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
-    let identity = identity::resolve(&sa, config.as_ref(), in_container_credentials);
-    let mutation = mutate(&pod, identity.as_ref(), &settings)
-        .map_err(|source| MutateCommandError::InvalidPod { path: pod_name, source })?;
-    warnings.extend(mutation.warnings.iter().cloned());
+    let mutation = mutate_with_service_accounts(&pod, &service_accounts, &container_credentials, &settings)
+        .map_err(|error| MutateCommandError::InvalidPod { path: pod_name, error })?;
+    let warnings = mutation.warnings.clone();
 
     let stdout = match args.output {
         MutateOutput::Patch => pretty_json(&serde_json::to_value(&mutation.patch).map_err(output_error)?)?,
@@ -86,6 +71,36 @@ pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, M
         }
     };
     Ok(MutateCommandOutput { stdout, warnings })
+}
+
+/// The offline lookup: the pod's ServiceAccount from a map instead of the API. Pure; the fixture suite uses it too.
+/// The returned warnings include the ServiceAccount's own (invalid ARN, annotation typos).
+pub fn mutate_with_service_accounts(
+    pod: &Value,
+    service_accounts: &HashMap<ServiceAccountRef, ServiceAccountManifest>,
+    container_credentials: &ContainerCredentialsConfig,
+    settings: &MutationSettings,
+) -> Result<Mutation, MutateError> {
+    let sa = manifest::pod_service_account(pod, None);
+    let config = service_accounts.get(&sa).map(|m| {
+        ServiceAccountConfig::from_annotations(
+            &sa,
+            m.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            settings,
+        )
+    });
+    let in_container_credentials = container_credentials.contains(&sa);
+    let mut warnings = Vec::new();
+    if config.is_none() && !in_container_credentials {
+        warnings
+            .push(format!("ServiceAccount {sa} not found in the --service-account files; the pod is left unchanged"));
+    }
+    warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
+    let identity = identity::resolve(&sa, config.as_ref(), in_container_credentials);
+    let mut mutation = mutate(pod, identity.as_ref(), settings)?;
+    warnings.append(&mut mutation.warnings);
+    mutation.warnings = warnings;
+    Ok(mutation)
 }
 
 fn pretty_json(value: &Value) -> Result<String, MutateCommandError> {
@@ -105,7 +120,7 @@ fn read_input(path: Option<&Path>, mut stdin: impl Read) -> Result<(String, Stri
             let mut text = String::new();
             stdin
                 .read_to_string(&mut text)
-                .map_err(|source| MutateCommandError::Read { path: "<stdin>".into(), source })?;
+                .map_err(|error| MutateCommandError::Read { path: "<stdin>".into(), error })?;
             Ok(("<stdin>".into(), text))
         }
     }
@@ -113,5 +128,5 @@ fn read_input(path: Option<&Path>, mut stdin: impl Read) -> Result<(String, Stri
 
 pub(crate) fn read_file(path: &Path) -> Result<String, MutateCommandError> {
     std::fs::read_to_string(path)
-        .map_err(|source| MutateCommandError::Read { path: path.display().to_string(), source })
+        .map_err(|error| MutateCommandError::Read { path: path.display().to_string(), error })
 }

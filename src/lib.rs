@@ -10,3 +10,4 @@ pub mod identity;
 pub mod manifest;
 pub mod mutate;
 pub mod settings;
+pub mod store;

@@ -12,6 +12,7 @@
 #   - with KUBECONFIG set: `kubectl apply --dry-run=server` of the default rendering for Kubernetes 1.20.2, and of
 #     the other modes (less cert-manager's objects) (namespace CHART_TEST_NAMESPACE, default `default`, must
 #     exist); skipped with a message otherwise
+#   - with KUBECONFIG and CHART_TEST_INSTALL=1: a real install/upgrade/uninstall in a scratch namespace
 #
 # helm and kubectl come from tests/tools.sh (HELM / KUBECTL override). Ends with `N passed, M failed[, K skipped]`
 # and exits non-zero if anything failed.
@@ -265,6 +266,29 @@ if [ -n "${KUBECONFIG:-}" ]; then
 else
   echo "# KUBECONFIG is not set: skipping kubectl apply --dry-run=server against a real API server"
   skip "kubectl apply --dry-run=server (KUBECONFIG unset)"
+fi
+
+# --- opt-in: a real install, upgrade and uninstall (changes the cluster) ------------------------------------------
+# CHART_TEST_INSTALL=1 with KUBECONFIG: install into a scratch namespace, patch the caBundle as the webhook does in
+# selfManaged mode, `helm upgrade`, and check the caBundle survived (the chart leaves it out of the manifest so that
+# Helm never owns it), then uninstall.
+if [ -n "${KUBECONFIG:-}" ] && [ "${CHART_TEST_INSTALL:-}" = 1 ]; then
+  ns=irsa-chart-test-$$ rel=irsa-webhook-test-$$ # contains the chart name: the full name is the release name
+  fake_ca=$(printf 'not a real CA' | base64 -w0)
+  if "$KUBECTL" create namespace "$ns" >/dev/null 2>&1 \
+    && "$HELM" install "$rel" "$CHART" -n "$ns" >"$WORK/install.out" 2>&1 \
+    && "$KUBECTL" patch mutatingwebhookconfiguration "$rel" --field-manager=irsa-webhook --type=json \
+      -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$fake_ca\"}]" >/dev/null 2>&1 \
+    && "$HELM" upgrade "$rel" "$CHART" -n "$ns" --set webhook.timeoutSeconds=7 >>"$WORK/install.out" 2>&1; then
+    got=$("$KUBECTL" get mutatingwebhookconfiguration "$rel" \
+      -o jsonpath='{.webhooks[0].timeoutSeconds} {.webhooks[0].clientConfig.caBundle}')
+    if [ "$got" = "7 $fake_ca" ]; then pass "helm upgrade keeps the caBundle the webhook patched in"; else fail "helm upgrade keeps the caBundle the webhook patched in (got '$got')"; fi
+  else
+    fail "install, patch caBundle, upgrade"; sed 's/^/#   /' "$WORK/install.out"
+  fi
+  "$HELM" uninstall "$rel" -n "$ns" >/dev/null 2>&1
+  if "$KUBECTL" get mutatingwebhookconfiguration "$rel" >/dev/null 2>&1; then fail "helm uninstall removes the webhook configuration"; else pass "helm uninstall removes the webhook configuration"; fi
+  "$KUBECTL" delete namespace "$ns" --wait=false >/dev/null 2>&1
 fi
 
 finish

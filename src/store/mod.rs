@@ -4,6 +4,7 @@
 //! whole objects. The admission path asks [`ServiceAccountSource::lookup`] and nothing else.
 
 pub mod file;
+pub mod kube;
 
 use std::sync::Arc;
 

@@ -3,6 +3,7 @@
 //! Sources keep only what mutation needs — the resolved [`ServiceAccountConfig`] of each ServiceAccount — never
 //! whole objects. The admission path asks [`ServiceAccountSource::lookup`] and nothing else.
 
+pub mod config_map;
 pub mod file;
 pub mod kube;
 

@@ -6,6 +6,7 @@
 pub mod config_map;
 pub mod file;
 pub mod kube;
+pub mod layered;
 
 use std::sync::Arc;
 

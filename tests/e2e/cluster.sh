@@ -369,12 +369,12 @@ wait_ready() { # t0
   for _ in $(seq 600); do # 60 s
     if readyz; then log "apiserver ready in $(elapsed "$1") ($API_URL)"; return 0; fi
     if ! pid_alive apiserver kube-apiserver; then
-      log "kube-apiserver exited; tail of $RUN/apiserver.log:"; tail -n 40 "$RUN/apiserver.log" >&2; exit 1
+      log "kube-apiserver exited; tail of $RUN/apiserver.log:"; tail -n 40 "$RUN/apiserver.log" >&2; return 1
     fi
     sleep 0.1
   done
   log "kube-apiserver not ready after 60 s; tail of $RUN/apiserver.log:"; tail -n 40 "$RUN/apiserver.log" >&2
-  exit 1
+  return 1
 }
 
 write_kubeconfig_and_env() {
@@ -434,7 +434,8 @@ cmd_start() {
   log "etcd healthy in $(elapsed "$t0") (127.0.0.1:$ETCD_PORT)"
   start_apiserver
   write_kubeconfig_and_env
-  wait_ready "$t0"
+  # On failure leave nothing running behind (the logs stay in the run dir).
+  wait_ready "$t0" || { cmd_stop; rm -f "$RUN/env.sh"; exit 1; }
   log "start-to-ready: $(elapsed "$t0"); kubeconfig: $RUN/kubeconfig"
 }
 
@@ -445,13 +446,14 @@ cmd_restart_apiserver() {
   t0=$(now_ms)
   stop_one apiserver kube-apiserver
   start_apiserver
-  wait_ready "$t0"
+  wait_ready "$t0" || { stop_one apiserver kube-apiserver; exit 1; }
   log "apiserver restart (stop + start to ready): $(elapsed "$t0")"
 }
 
 cmd_stop() {
   stop_one apiserver kube-apiserver
   stop_one etcd etcd
+  rm -rf "$RUN/etcd-data" # thrown away: every start begins with a fresh one
 }
 
 cmd_env() {

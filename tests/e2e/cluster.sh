@@ -116,7 +116,7 @@ ensure_deb_src() {
 # ---------------------------------------------------------------------------------------------------------------
 is_good_build() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "Kubernetes $K8S_VERSION" ]; }
 
-# Print the apiserver path without building (empty if none); used by `env` and by `provide`.
+# Print the apiserver path without building (empty if none to be had without a build).
 find_apiserver() {
   if [ -n "${IRSA_E2E_APISERVER:-}" ]; then
     [ -x "$IRSA_E2E_APISERVER" ] || die "IRSA_E2E_APISERVER=$IRSA_E2E_APISERVER is not an executable file"

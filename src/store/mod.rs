@@ -7,6 +7,7 @@ pub mod config_map;
 pub mod file;
 pub mod kube;
 pub mod layered;
+pub mod watched_file;
 
 use std::sync::Arc;
 

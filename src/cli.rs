@@ -78,6 +78,19 @@ pub struct ServeArgs {
     /// Where --self-signed writes the CA bundle (for the webhook configuration's caBundle, or curl --cacert).
     #[arg(long, env = "IRSA_CA_BUNDLE_OUT", value_name = "FILE", default_value = "irsa-webhook-ca.crt")]
     pub ca_bundle_out: PathBuf,
+    /// Self-managed certificates: keep the CA and serving certificate in this Secret of --namespace (created if
+    /// missing, renewed before expiry, shared by all replicas).
+    #[arg(long, env = "IRSA_CERT_SECRET", value_name = "NAME", conflicts_with_all = ["tls_cert", "self_signed"])]
+    pub cert_secret: Option<String>,
+    /// With --cert-secret: keep the caBundle of this MutatingWebhookConfiguration equal to the Secret's CA.
+    #[arg(long, env = "IRSA_WEBHOOK_CONFIG", value_name = "NAME", requires = "cert_secret")]
+    pub webhook_config: Option<String>,
+    /// With --cert-secret: renew the serving certificate when less than this is left.
+    #[arg(long, env = "IRSA_CERT_RENEW_BEFORE", default_value = "30days", value_parser = duration)]
+    pub cert_renew_before: Duration,
+    /// With --cert-secret: how often the Secret is re-read (another replica may have renewed it).
+    #[arg(long, env = "IRSA_CERT_RESYNC", default_value = "1m", value_parser = duration)]
+    pub cert_resync: Duration,
     /// Name of the webhook's Service (certificate SANs).
     #[arg(long, env = "IRSA_SERVICE_NAME", default_value = "pod-identity-webhook")]
     pub service_name: String,
@@ -102,6 +115,10 @@ pub struct ServeArgs {
     /// On SIGTERM: how long in-flight requests may take before the process exits.
     #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+    /// On SIGTERM: keep serving this long with /readyz failing, so endpoints drain before the listener closes
+    /// (a distroless image has no shell for a preStop hook).
+    #[arg(long, env = "IRSA_SHUTDOWN_DELAY", default_value = "0s", value_parser = duration)]
+    pub shutdown_delay: Duration,
     /// Largest accepted request body; the API server's own limit is 3 MiB.
     #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
     pub max_body_bytes: usize,

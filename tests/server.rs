@@ -89,6 +89,7 @@ async fn start(source: Arc<dyn ServiceAccountSource>, limits: Limits) -> Running
         tls_min_version: TlsMinVersion::Tls12,
         limits,
         shutdown_timeout: Duration::from_secs(5),
+        shutdown_delay: Duration::ZERO,
     };
     let admission = Admission { settings: Arc::new(MutationSettings::default()), source, container_credentials: None };
     let (stop, stopped) = oneshot::channel::<()>();

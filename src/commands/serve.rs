@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::admission::Admission;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::server::cert_secret::SecretCertConfig;
 use crate::server::{self, certs, http::Limits, CertificateSource, ServerConfig};
 use crate::store::file::FileSource;
 use crate::store::ServiceAccountSource;
@@ -19,8 +20,24 @@ pub enum ServeError {
     Server(#[from] server::ServerError),
     #[error("no ServiceAccount source: give --service-accounts FILE (the cluster watch is not wired into serve yet)")]
     NoSource,
+    #[error("Kubernetes client: {0}")]
+    Kube(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
+pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| ServeError::Kube(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| ServeError::Kube(e.to_string()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
 }
 
 pub fn init_logging(format: LogFormat, level: &str) {
@@ -54,6 +71,19 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => {
             CertificateSource::Files { cert: cert.clone(), key: key.clone(), reload_interval: args.tls_reload_interval }
         }
+        _ if args.cert_secret.is_some() => CertificateSource::Secret {
+            client: kube_client(args).await?,
+            config: SecretCertConfig {
+                namespace: args.namespace.clone(),
+                secret_name: args.cert_secret.clone().unwrap_or_default(),
+                webhook_config: args.webhook_config.clone(),
+                sans: certs::service_sans(&args.service_name, &args.namespace),
+                ca_days: 3650,
+                leaf_days: 365,
+                renew_before: args.cert_renew_before,
+                resync: args.cert_resync,
+            },
+        },
         _ if args.self_signed => CertificateSource::SelfSigned {
             sans: certs::service_sans(&args.service_name, &args.namespace),
             ca_bundle_out: args.ca_bundle_out.clone(),
@@ -70,6 +100,7 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
             header_read_timeout: args.request_timeout,
         },
         shutdown_timeout: args.shutdown_timeout,
+        shutdown_delay: args.shutdown_delay,
     };
     let admission = Admission { settings, source, container_credentials: None };
     let listeners = server::Listeners::bind(

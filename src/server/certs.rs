@@ -12,6 +12,7 @@ pub enum CertError {
 }
 
 /// A CA and a serving certificate it signed, as PEM.
+#[derive(Clone, PartialEq, Eq)]
 pub struct GeneratedCerts {
     pub ca_pem: String,
     pub ca_key_pem: String,
@@ -45,7 +46,20 @@ pub fn generate(sans: &[String], ca_days: i64, days: i64) -> Result<GeneratedCer
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    let (cert_pem, key_pem) = sign_leaf(&ca, sans, days)?;
+    Ok(GeneratedCerts { ca_pem: ca.pem(), ca_key_pem, cert_pem, key_pem })
+}
 
+/// A new serving certificate signed by an existing CA (renewal keeps the CA, so the caBundle stays valid).
+pub fn renew_leaf(ca_pem: &str, ca_key_pem: &str, sans: &[String], days: i64) -> Result<GeneratedCerts, CertError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key)?;
+    let (cert_pem, key_pem) = sign_leaf(&issuer, sans, days)?;
+    Ok(GeneratedCerts { ca_pem: ca_pem.to_owned(), ca_key_pem: ca_key_pem.to_owned(), cert_pem, key_pem })
+}
+
+fn sign_leaf(issuer: &rcgen::Issuer<'_, KeyPair>, sans: &[String], days: i64) -> Result<(String, String), CertError> {
+    let now = time::OffsetDateTime::now_utc();
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.subject_alt_names = sans
         .iter()
@@ -60,8 +74,8 @@ pub fn generate(sans: &[String], ca_days: i64, days: i64) -> Result<GeneratedCer
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days);
     let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
-    Ok(GeneratedCerts { ca_pem: ca.pem(), ca_key_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -84,7 +98,7 @@ mod tests {
         let der = rustls_pki_types::CertificateDer::from(pem_der(&certs.cert_pem));
         let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
         let sans = format!("{:?}", parsed.subject_alternative_name().unwrap().unwrap().value);
-        assert!(sans.contains("svc.ns.svc") && sans.contains("127.0.0.1"), "{sans}");
+        assert!(sans.contains("\"svc.ns.svc\"") && sans.contains("IPAddress([127, 0, 0, 1])"), "{sans}");
     }
 
     fn pem_der(pem: &str) -> Vec<u8> {

@@ -1,5 +1,6 @@
 //! The shell around the rules: HTTPS for `/mutate`, plain HTTP for health and metrics, certificates, shutdown.
 
+pub mod cert_secret;
 pub mod certs;
 pub mod http;
 pub mod metrics;
@@ -34,7 +35,9 @@ pub enum ServerError {
     Listen { addr: SocketAddr, error: std::io::Error },
     #[error("cannot write the CA bundle to {path}: {error}")]
     CaBundle { path: String, error: std::io::Error },
-    #[error("no certificate: give --tls-cert and --tls-key, or --self-signed")]
+    #[error("certificate Secret: {0}")]
+    CertSecret(#[from] cert_secret::CertSecretError),
+    #[error("no certificate: give --tls-cert and --tls-key, --cert-secret, or --self-signed")]
     NoCertificate,
 }
 
@@ -50,6 +53,11 @@ pub enum CertificateSource {
         sans: Vec<String>,
         ca_bundle_out: PathBuf,
     },
+    /// `--cert-secret`: the CA and certificate live in a Secret shared by all replicas.
+    Secret {
+        client: kube::Client,
+        config: cert_secret::SecretCertConfig,
+    },
 }
 
 pub struct ServerConfig {
@@ -57,6 +65,8 @@ pub struct ServerConfig {
     pub tls_min_version: TlsMinVersion,
     pub limits: http::Limits,
     pub shutdown_timeout: Duration,
+    /// After the signal, keep accepting this long with `/readyz` failing, so endpoints drain first.
+    pub shutdown_delay: Duration,
 }
 
 /// State shared by every request.
@@ -90,10 +100,27 @@ pub async fn run(
     admission: Admission,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let certs = CertStore::new(initial_certificate(&config.certificate)?);
-    if let CertificateSource::Files { cert, key, reload_interval } = &config.certificate {
-        tokio::spawn(tls::reload_files(Arc::clone(&certs), cert.clone(), key.clone(), *reload_interval));
-    }
+    let certs = match &config.certificate {
+        CertificateSource::Files { cert, key, reload_interval } => {
+            let store = CertStore::new(CertPair::from_files(cert, key)?);
+            tokio::spawn(tls::reload_files(Arc::clone(&store), cert.clone(), key.clone(), *reload_interval));
+            store
+        }
+        CertificateSource::SelfSigned { sans, ca_bundle_out } => CertStore::new(self_signed(sans, ca_bundle_out)?),
+        CertificateSource::Secret { client, config } => {
+            let secrets = kube::Api::namespaced(client.clone(), &config.namespace);
+            let held = cert_secret::load_or_create(&secrets, config).await?;
+            let store = CertStore::new(CertPair::from_pem(
+                held.cert_pem.as_bytes(),
+                held.key_pem.as_bytes(),
+                &config.secret_name,
+                &config.secret_name,
+            )?);
+            tracing::info!(secret = %config.secret_name, namespace = %config.namespace, "serving the certificate from the Secret");
+            tokio::spawn(cert_secret::keep_current(client.clone(), config.clone(), Arc::clone(&store), held));
+            store
+        }
+    };
     let state = Arc::new(AppState {
         source: Arc::clone(&admission.source),
         admission,
@@ -122,7 +149,19 @@ pub async fn run(
 
     let router = http::mutate_router(Arc::clone(&state), &config.limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let stop_accepting = {
+        let state = Arc::clone(&state);
+        let delay = config.shutdown_delay;
+        async move {
+            shutdown.await;
+            state.draining.store(true, Ordering::Relaxed);
+            if !delay.is_zero() {
+                tracing::info!(?delay, "draining: /readyz fails while endpoints update; still serving");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
+    tokio::pin!(stop_accepting);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -162,12 +201,11 @@ pub async fn run(
                     }
                 });
             }
-            () = &mut shutdown => break,
+            () = &mut stop_accepting => break,
         }
     }
 
     tracing::info!(in_flight = graceful.count(), "shutting down: no new connections, finishing in-flight requests");
-    state.draining.store(true, Ordering::Relaxed);
     drop(listener);
     if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!(timeout = ?config.shutdown_timeout, "in-flight requests did not finish in time");
@@ -178,23 +216,13 @@ pub async fn run(
     Ok(())
 }
 
-fn initial_certificate(source: &CertificateSource) -> Result<CertPair, ServerError> {
-    match source {
-        CertificateSource::Files { cert, key, .. } => Ok(CertPair::from_files(cert, key)?),
-        CertificateSource::SelfSigned { sans, ca_bundle_out } => {
-            let generated = certs::generate(sans, 365, 365)?;
-            std::fs::write(ca_bundle_out, &generated.ca_pem)
-                .map_err(|error| ServerError::CaBundle { path: ca_bundle_out.display().to_string(), error })?;
-            let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_pem);
-            tracing::info!(ca_file = %ca_bundle_out.display(), %ca_bundle, sans = ?sans, "self-signed certificate generated; the CA bundle is for the webhook configuration's caBundle, or curl --cacert");
-            Ok(CertPair::from_pem(
-                generated.cert_pem.as_bytes(),
-                generated.key_pem.as_bytes(),
-                "generated",
-                "generated",
-            )?)
-        }
-    }
+fn self_signed(sans: &[String], ca_bundle_out: &std::path::Path) -> Result<CertPair, ServerError> {
+    let generated = certs::generate(sans, 365, 365)?;
+    std::fs::write(ca_bundle_out, &generated.ca_pem)
+        .map_err(|error| ServerError::CaBundle { path: ca_bundle_out.display().to_string(), error })?;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_pem);
+    tracing::info!(ca_file = %ca_bundle_out.display(), %ca_bundle, sans = ?sans, "self-signed certificate generated; the CA bundle is for the webhook configuration's caBundle, or curl --cacert");
+    Ok(CertPair::from_pem(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes(), "generated", "generated")?)
 }
 
 /// Resolves on SIGTERM or SIGINT.

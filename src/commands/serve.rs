@@ -5,9 +5,14 @@ use std::sync::Arc;
 
 use crate::admission::Admission;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::container_credentials::ContainerCredentialsConfig;
 use crate::server::cert_secret::SecretCertConfig;
 use crate::server::{self, certs, http::Limits, CertificateSource, ServerConfig};
+use crate::store::config_map::ConfigMapSource;
 use crate::store::file::FileSource;
+use crate::store::kube::KubeSource;
+use crate::store::layered::LayeredSource;
+use crate::store::watched_file::watch_container_credentials;
 use crate::store::ServiceAccountSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +23,8 @@ pub enum ServeError {
     File(#[from] crate::store::file::FileSourceError),
     #[error("{0}")]
     Server(#[from] server::ServerError),
-    #[error("no ServiceAccount source: give --service-accounts FILE (the cluster watch is not wired into serve yet)")]
-    NoSource,
+    #[error("{0}")]
+    WatchedFile(#[from] crate::store::watched_file::WatchedFileError),
     #[error("Kubernetes client: {0}")]
     Kube(String),
     #[error("cannot start the async runtime: {0}")]
@@ -59,20 +64,44 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
 
 async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let settings = Arc::new(args.mutation.to_settings()?);
-    let source: Arc<dyn ServiceAccountSource> = match &args.service_accounts {
-        Some(path) => {
+    // One client for the watch, the ConfigMap and the certificate Secret, created only when something needs it.
+    let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || args.cert_secret.is_some();
+    let client = if needs_cluster { Some(kube_client(args).await?) } else { None };
+    let primary: Arc<dyn ServiceAccountSource> = match (&args.service_accounts, &client) {
+        (Some(path), _) => {
             let source = FileSource::load(path, &settings)?;
             tracing::info!(file = %path.display(), service_accounts = source.stats().cached, "serving ServiceAccounts from a file");
             Arc::new(source)
         }
-        None => return Err(ServeError::NoSource),
+        (None, Some(client)) => {
+            tracing::info!(grace = ?args.service_account_lookup_grace_period, "watching ServiceAccounts in all namespaces");
+            KubeSource::start(client.clone(), Arc::clone(&settings), args.service_account_lookup_grace_period)
+        }
+        (None, None) => return Err(ServeError::Kube("no client".into())),
+    };
+    let source: Arc<dyn ServiceAccountSource> = match (&client, args.watch_config_map) {
+        (Some(client), true) => {
+            tracing::info!(namespace = %args.namespace, "also reading identities from ConfigMap pod-identity-webhook");
+            let config_map = ConfigMapSource::start(client.clone(), &args.namespace, Arc::clone(&settings));
+            Arc::new(LayeredSource::new(primary, config_map))
+        }
+        _ => primary,
+    };
+    let container_credentials = match &args.mutation.watch_container_credentials_config {
+        Some(path) => {
+            let file = watch_container_credentials(path)?;
+            let current: Arc<dyn Fn() -> Arc<ContainerCredentialsConfig> + Send + Sync> =
+                Arc::new(move || file.current());
+            Some(current)
+        }
+        None => None,
     };
     let certificate = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             CertificateSource::Files { cert: cert.clone(), key: key.clone(), reload_interval: args.tls_reload_interval }
         }
-        _ if args.cert_secret.is_some() => CertificateSource::Secret {
-            client: kube_client(args).await?,
+        (_, _) if args.cert_secret.is_some() && client.is_some() => CertificateSource::Secret {
+            client: client.clone().ok_or_else(|| ServeError::Kube("no client".into()))?,
             config: SecretCertConfig {
                 namespace: args.namespace.clone(),
                 secret_name: args.cert_secret.clone().unwrap_or_default(),
@@ -102,7 +131,7 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         shutdown_timeout: args.shutdown_timeout,
         shutdown_delay: args.shutdown_delay,
     };
-    let admission = Admission { settings, source, container_credentials: None };
+    let admission = Admission { settings, source, container_credentials };
     let listeners = server::Listeners::bind(
         SocketAddr::new(args.bind_address, args.port),
         SocketAddr::new(args.bind_address, args.metrics_port),

@@ -34,6 +34,100 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Mutate a pod manifest offline, exactly as the webhook would, and print the result.
     Mutate(Box<MutateArgs>),
+    /// OIDC discovery documents (JWKS, openid-configuration) for a self-managed cluster's issuer.
+    Oidc(OidcArgs),
+    /// Print the IAM role trust policy that lets ServiceAccounts assume a role with their tokens.
+    TrustPolicy(TrustPolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OidcArgs {
+    #[command(subcommand)]
+    pub command: OidcCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OidcCommand {
+    /// Print the JWKS (/openid/v1/jwks) for service-account keys, as the API server serves it.
+    Jwks(OidcJwksArgs),
+    /// Print the discovery document (/.well-known/openid-configuration).
+    Discovery(OidcDiscoveryArgs),
+    /// Write both documents into a directory ready to upload; print the upload command and API-server flags.
+    Publish(OidcPublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OidcJwksArgs {
+    /// PEM file of service-account keys: public (PKIX or PKCS#1), private (PKCS#1, SEC1, PKCS#8) or a certificate;
+    /// RSA or EC P-256/P-384/P-521. Repeatable, for rotation.
+    #[arg(long = "key", value_name = "FILE", required = true, num_args = 1..)]
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OidcDiscoveryArgs {
+    /// Issuer URL: https://, no trailing slash, query or fragment.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// Default: <issuer>/openid/v1/jwks.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
+    /// Key files, to list their signing algorithms (default: RS256).
+    #[arg(long = "key", value_name = "FILE", num_args = 1..)]
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["keys", "from_cluster"])))]
+pub struct OidcPublishArgs {
+    /// Issuer URL: https://, no trailing slash, query or fragment.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// Directory to write .well-known/openid-configuration and openid/v1/jwks into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Key files (see `oidc jwks --help`).
+    #[arg(long = "key", value_name = "FILE", num_args = 1..)]
+    pub keys: Vec<PathBuf>,
+    /// Take the keys from the API server's own /openid/v1/jwks instead.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// Kubeconfig for --from-cluster (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "PATH", requires = "from_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrustPolicyOutput {
+    /// The policy document.
+    Json,
+    /// An aws_iam_role resource with the policy in assume_role_policy.
+    Terraform,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustPolicyArgs {
+    /// Issuer URL, as in --service-account-issuer.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// AWS account ID (12 digits) holding the IAM OIDC provider.
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    /// NAMESPACE/NAME; '*' matches any characters (StringLike). Repeatable.
+    #[arg(long = "service-account", value_name = "NS/NAME", required = true)]
+    pub service_accounts: Vec<String>,
+    /// Token audience (the webhook's --token-audience).
+    #[arg(long, default_value = crate::trust_policy::DEFAULT_AUDIENCE)]
+    pub audience: String,
+    /// AWS partition: aws, aws-cn, aws-us-gov, ...
+    #[arg(long, default_value = crate::trust_policy::DEFAULT_PARTITION)]
+    pub partition: String,
+    /// What to print.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = TrustPolicyOutput::Json, value_name = "FORMAT")]
+    pub output: TrustPolicyOutput,
+    /// IAM role name for -o terraform (default: derived from the service accounts).
+    #[arg(long, value_name = "NAME")]
+    pub role_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,8 @@ pub mod container_credentials;
 pub mod identity;
 pub mod manifest;
 pub mod mutate;
+pub mod oidc;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod trust_policy;

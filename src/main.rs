@@ -31,5 +31,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Oidc(args) => {
+            let output = commands::oidc::run(&args)?;
+            for warning in &output.warnings {
+                eprintln!("warning: {warning}");
+            }
+            std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TrustPolicy(args) => {
+            let output = commands::trust_policy::run(&args)?;
+            for warning in &output.warnings {
+                eprintln!("warning: {warning}");
+            }
+            std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

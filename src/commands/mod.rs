@@ -1,4 +1,6 @@
 //! The subcommands that run without a server.
 
 pub mod mutate;
+pub mod oidc;
 pub mod serve;
+pub mod trust_policy;

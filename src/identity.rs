@@ -86,6 +86,10 @@ impl ServiceAccountConfig {
             match name {
                 SA_ROLE_ARN => {
                     let value = value.trim();
+                    // An empty annotation means "no role", as in the reference (and not a composed `role/`).
+                    if value.is_empty() {
+                        continue;
+                    }
                     let arn = match &settings.compose_role_arn {
                         Some(composer) if !value.starts_with("arn:") => composer.compose(value),
                         _ => value.to_owned(),
@@ -335,6 +339,13 @@ mod tests {
         };
         let c = config(&[("eks.amazonaws.com/role-arn", "reader")], &settings);
         assert_eq!(c.role_arn.as_deref(), Some("arn:aws-cn:iam::111122223333:role/reader"));
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn empty_role_arn_is_no_role() {
+        let c = config(&[("eks.amazonaws.com/role-arn", "  ")], &MutationSettings::default());
+        assert_eq!(c.role_arn, None);
         assert!(c.warnings.is_empty());
     }
 

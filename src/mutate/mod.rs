@@ -202,6 +202,10 @@ fn skipped_containers<'a>(view: &PodView<'a>, prefix: &str) -> Vec<&'a str> {
 
 fn add_pod_identity_label(view: &PodView<'_>, patch: &mut PatchBuilder) {
     match view.labels() {
+        // A pod without metadata at all (never from the API server, but valid input to `mutate`).
+        None if !view.has_metadata() => {
+            patch.add(&[Step::Key("metadata")], json!({"labels": {POD_IDENTITY_LABEL: "enabled"}}))
+        }
         None => patch.add(&[Step::Key("metadata"), Step::Key("labels")], json!({POD_IDENTITY_LABEL: "enabled"})),
         Some(labels) if !labels.contains_key(POD_IDENTITY_LABEL) => {
             patch.add(&[Step::Key("metadata"), Step::Key("labels"), Step::Key(POD_IDENTITY_LABEL)], json!("enabled"))

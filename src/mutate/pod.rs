@@ -79,6 +79,10 @@ impl<'a> PodView<'a> {
         annotations.into_iter().flatten().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
     }
 
+    pub(crate) fn has_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
+
     /// `None` when the pod has no labels object at all (the patch must create it).
     pub(crate) fn labels(&self) -> Option<&'a Object> {
         self.metadata?.get("labels")?.as_object()

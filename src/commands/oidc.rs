@@ -161,10 +161,8 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
         ),
     }
     line("# --api-audiences: keep what the API server accepts today (without the flag: its first issuer). Do NOT add");
-    line(&format!(
-        "#   {DEFAULT_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it would let \
-         a token meant for STS authenticate to the API server."
-    ));
+    line(&format!("#   {DEFAULT_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it"));
+    line("#   would let a token meant for STS authenticate to the API server.");
     line("# Changing the issuer of a running cluster (1.22+): repeat --service-account-issuer, new one first, old one");
     line("#   second, so tokens already issued stay valid until they are rotated.");
     line("");

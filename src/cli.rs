@@ -188,8 +188,8 @@ pub struct ServeArgs {
     /// Name of the webhook's Service (certificate SANs).
     #[arg(long, env = "IRSA_SERVICE_NAME", default_value = "pod-identity-webhook")]
     pub service_name: String,
-    /// The webhook's own namespace (certificate SANs, the ConfigMap of --watch-config-map).
-    #[arg(long, env = "IRSA_NAMESPACE", default_value = "default")]
+    /// The webhook's own namespace (certificate SANs, the certificate Secret, the ConfigMap); the reference's default.
+    #[arg(long, env = "IRSA_NAMESPACE", default_value = "eks")]
     pub namespace: String,
     /// Serve ServiceAccounts from this manifest file instead of watching the API (runs without a cluster).
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS", value_name = "FILE")]

@@ -38,6 +38,9 @@ pub enum Command {
     Oidc(OidcArgs),
     /// Print the IAM role trust policy that lets ServiceAccounts assume a role with their tokens.
     TrustPolicy(TrustPolicyArgs),
+    /// Explain why a pod has or lacks its AWS credentials: one `ok` / `problem` / `hint` line per check, with the fix.
+    /// Exit status 1 when a problem is found, 2 for bad usage or input.
+    Doctor(Box<DoctorArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +234,46 @@ pub enum MutateOutput {
     Json,
     /// The JSON Patch (RFC 6902).
     Patch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorOutput {
+    /// `status  check  message → fix`, one line per check.
+    Text,
+    /// A list of {status, check, message, fix}.
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["kind", "file"])))]
+pub struct DoctorArgs {
+    /// `pod`, followed by NAMESPACE/NAME: read the pod, its ServiceAccount, its namespace and the
+    /// MutatingWebhookConfigurations through the kubeconfig.
+    #[arg(value_name = "KIND", value_parser = ["pod", "pods", "po"], requires = "name")]
+    pub kind: Option<String>,
+    /// NAMESPACE/NAME, or NAME with --namespace (default: the kubeconfig's namespace).
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub name: Option<String>,
+    /// Check a pod manifest offline instead (YAML or JSON, "-" for stdin), e.g. `kubectl get pod -o yaml`.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with_all = ["kind", "kubeconfig", "namespace", "webhook_config"])]
+    pub file: Option<PathBuf>,
+    /// With -f: ServiceAccount manifest(s), as for `mutate --service-account`; repeatable.
+    #[arg(long = "service-account", value_name = "FILE", requires = "file")]
+    pub service_accounts: Vec<PathBuf>,
+    /// Namespace of a pod given as NAME.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The webhook's MutatingWebhookConfiguration, when its name says neither irsa nor pod-identity.
+    #[arg(long, value_name = "NAME")]
+    pub webhook_config: Option<String>,
+    /// What to print.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DoctorOutput::Text, value_name = "FORMAT")]
+    pub output: DoctorOutput,
+    #[command(flatten)]
+    pub mutation: MutationArgs,
 }
 
 #[derive(Debug, Args)]

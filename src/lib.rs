@@ -7,6 +7,7 @@ pub mod admission;
 pub mod cli;
 pub mod commands;
 pub mod container_credentials;
+pub mod doctor;
 pub mod identity;
 pub mod manifest;
 pub mod mutate;

@@ -47,5 +47,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor(args) => Ok(commands::doctor::main(&args)),
     }
 }

@@ -1,5 +1,6 @@
 //! The subcommands that run without a server.
 
+pub mod doctor;
 pub mod mutate;
 pub mod oidc;
 pub mod serve;

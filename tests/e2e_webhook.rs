@@ -198,13 +198,34 @@ async fn service_account_created_right_before_its_pod_is_used() {
     wrong.extend(race(&s.ns, "nograce", 20, 10).await);
     println!("no grace period: {} live lookups", live_lookups(&impatient).await);
 
+    // The watch always won above (0 live lookups on an idle harness), so make it lose for certain: a webhook whose
+    // identity may `get` and `list` ServiceAccounts but not `watch` them syncs once and then never hears of new
+    // ones — every pod below must be mutated through a live lookup.
+    let kubeconfig = s
+        .scope
+        .service_account_kubeconfig(
+            &s.ns,
+            "no-watch",
+            json!([{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list"]}]),
+        )
+        .await;
+    let blind = WebhookProcess::start(WebhookOptions::default().kubeconfig(kubeconfig)).await;
+    s.registration.update(&s.scope, &[WebhookSpec::irsa(&blind)]).await;
+    drop(impatient);
+    s.ns.wait_until_mutated(&pod("probe-blind", PROBE_SA), &probe_role()).await;
+    let before = live_lookups(&blind).await;
+    wrong.extend(race(&s.ns, "live", 20, 10).await);
+    let live = live_lookups(&blind).await - before;
+    println!("watch denied: {live} live lookups");
+    assert!(live >= 30.0, "only {live} live lookups for 30 pods of ServiceAccounts the watch never delivered");
+
     assert!(
         wrong.is_empty(),
         "pods created right after their ServiceAccount were not mutated with its role:\n{}",
         wrong.join("\n")
     );
     // The stored objects, not just the create answers.
-    for name in ["grace-0", "grace-19", "nograce-0", "nograce-burst-9"] {
+    for name in ["grace-0", "grace-19", "nograce-0", "nograce-burst-9", "live-0", "live-burst-9"] {
         assert_mutated(&s.ns.get_pod(name).await, &Expected::role(&role(name)));
     }
     s.scope.cleanup().await;
@@ -572,11 +593,18 @@ async fn certificate_rotation_under_load_fails_nothing() {
         })
         .await;
         println!("{version} served {:?} after the swap", swapped.elapsed());
-        // Same CA, different bytes: a new client (and TLS handshake) on the API server side.
+        // Same CA, different bytes: the API server builds a new client, so the next admissions handshake anew
+        // (with the old bytes it would keep a connection opened before the swap). The marker label shows when the
+        // new configuration is in effect: a pod carrying it is no longer sent to the webhook.
         let mut bundle = ca_pem.clone();
         bundle.extend(std::iter::repeat_n(b'\n', round + 1));
-        let spec = WebhookSpec::irsa(&s.webhook).ca_bundle(base64::engine::general_purpose::STANDARD.encode(&bundle));
+        let spec = WebhookSpec::irsa(&s.webhook)
+            .ca_bundle(base64::engine::general_purpose::STANDARD.encode(&bundle))
+            .skip_pods_labelled("e2e-config", version);
         s.registration.update(&s.scope, &[spec]).await;
+        let mut marker = pod(&format!("marker-{version}"), PROBE_SA);
+        marker["metadata"]["labels"] = json!({"e2e-config": version});
+        s.ns.wait_until_unmutated(&marker).await;
         let since = Instant::now();
         load.wait_for(10, since, Duration::from_secs(60)).await;
     }
@@ -711,6 +739,7 @@ async fn api_server_restart_fails_no_admission() {
             .await
             .unwrap_or_else(|e| panic!("pod after the restart refused: {e}\n{log}"));
     assert_mutated(&after, &Expected::role(&role("after")));
+    println!("live lookups after the restart: {}", live_lookups(&s.webhook).await);
     load.wait_for(10, restarted, Duration::from_secs(60)).await;
     let attempts = load.stop().await;
 

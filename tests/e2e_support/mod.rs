@@ -241,9 +241,9 @@ impl Cluster {
         Scope {
             id: format!("e2e-{tag}-{}", random_suffix()),
             cluster: self.clone(),
-            namespaces: Mutex::new(Vec::new()),
-            configs: Mutex::new(Vec::new()),
+            owned: Mutex::new(Vec::new()),
             cleaned: AtomicBool::new(false),
+            dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 }
@@ -302,9 +302,11 @@ pub struct Scope {
     /// `e2e-<tag>-<random>`: the prefix of every name the scope makes.
     pub id: String,
     pub cluster: Cluster,
-    namespaces: Mutex<Vec<String>>,
-    configs: Mutex<Vec<String>>,
+    /// What to delete at the end: (resource, name), cluster-scoped; see [`cleanup`] for the order.
+    owned: Mutex<Vec<(ApiResource, String)>>,
     cleaned: AtomicBool,
+    /// Files of the scope (kubeconfigs, certificates).
+    pub dir: tempfile::TempDir,
 }
 
 impl Scope {
@@ -331,7 +333,7 @@ impl Scope {
             .create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
-        self.namespaces.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
+        self.own(ApiResource::erase::<K8sNamespace>(&()), &name);
         Namespace { name, client: self.client() }
     }
 
@@ -354,36 +356,104 @@ impl Scope {
         api.create(&PostParams::default(), &object)
             .await
             .unwrap_or_else(|e| panic!("create MutatingWebhookConfiguration {name}: {e}\n{:#}", object.data));
-        self.configs.lock().unwrap_or_else(|e| e.into_inner()).push(name.clone());
-        Registration { name, api, scope_id: self.id.clone() }
+        self.own(webhook_config_resource(), &name);
+        Registration { name, api }
+    }
+
+    /// Records a cluster-scoped object for deletion at cleanup.
+    pub fn own(&self, resource: ApiResource, name: &str) {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).push((resource, name.to_owned()));
+    }
+
+    /// Creates a cluster-scoped object from JSON (`resource` says where it goes) and owns it.
+    pub async fn create_cluster_object(&self, resource: &ApiResource, object: Value) -> DynamicObject {
+        let object: DynamicObject = serde_json::from_value(object).expect("a Kubernetes object");
+        let name = object.metadata.name.clone().expect("a named object");
+        let created = Api::<DynamicObject>::all_with(self.client(), resource)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create {} {name}: {e}", resource.kind));
+        self.own(resource.clone(), &name);
+        created
+    }
+
+    /// A kubeconfig for ServiceAccount `name` (created here) of `namespace`, allowed exactly `rules` cluster-wide
+    /// (a ClusterRole and ClusterRoleBinding owned by the scope), authenticated by a one-hour TokenRequest token.
+    /// For running the webhook as a ServiceAccount with chosen permissions.
+    pub async fn service_account_kubeconfig(&self, namespace: &Namespace, name: &str, rules: Value) -> PathBuf {
+        namespace.service_account(name, &[]).await;
+        let role_name = self.name(name);
+        let rbac = |kind: &str, plural: &str| ApiResource {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        self.create_cluster_object(
+            &rbac("ClusterRole", "clusterroles"),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": role_name}, "rules": rules}),
+        )
+        .await;
+        self.create_cluster_object(
+            &rbac("ClusterRoleBinding", "clusterrolebindings"),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": role_name},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+                   "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace.name}]}),
+        )
+        .await;
+        let request: k8s_openapi::api::authentication::v1::TokenRequest = serde_json::from_value(json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}
+        }))
+        .expect("TokenRequest");
+        let token = namespace
+            .service_accounts()
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("TokenRequest for {}/{name}: {e}", namespace.name))
+            .status
+            .expect("TokenRequest status")
+            .token;
+        let harness = self.cluster.harness;
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {
+                "server": harness.api_url, "certificate-authority": harness.ca_cert()}}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
+            "current-context": "e2e"
+        });
+        let path = self.dir.path().join(format!("kubeconfig-{}-{name}", namespace.name));
+        std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+        path
     }
 
     /// Deletes the scope's webhook configurations (first: they may point at webhooks that are gone) and
     /// namespaces. Call it at the end of the test; dropping the scope without it does the same, synchronously.
     pub async fn cleanup(&self) {
         self.cleaned.store(true, Ordering::SeqCst);
-        let configs = std::mem::take(&mut *self.configs.lock().unwrap_or_else(|e| e.into_inner()));
-        let namespaces = std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
-        cleanup(self.client(), &configs, &namespaces).await;
+        let owned = std::mem::take(&mut *self.owned.lock().unwrap_or_else(|e| e.into_inner()));
+        cleanup(self.client(), owned).await;
     }
 }
 
-async fn cleanup(client: kube::Client, configs: &[String], namespaces: &[String]) {
-    let api = webhook_configs(client.clone());
-    for name in configs {
-        if let Err(e) = api.delete(name, &DeleteParams::default()).await {
+/// Deletes webhook configurations first (they may point at webhooks that are gone), namespaces last. Without a
+/// controller-manager a deleted namespace stays Terminating (nothing empties it): harmless, and it keeps new
+/// objects out.
+async fn cleanup(client: kube::Client, mut owned: Vec<(ApiResource, String)>) {
+    let rank = |r: &ApiResource| match r.kind.as_str() {
+        "MutatingWebhookConfiguration" => 0,
+        "Namespace" => 2,
+        _ => 1,
+    };
+    owned.sort_by_key(|(resource, _)| rank(resource));
+    for (resource, name) in owned {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
             if !is_not_found(&e) {
-                eprintln!("cleanup: delete MutatingWebhookConfiguration {name}: {e}");
-            }
-        }
-    }
-    // Without a controller-manager a deleted namespace stays Terminating (nothing empties it); that is harmless,
-    // and it keeps new objects out.
-    let namespaces_api = Api::<K8sNamespace>::all(client);
-    for name in namespaces {
-        if let Err(e) = namespaces_api.delete(name, &DeleteParams::default()).await {
-            if !is_not_found(&e) {
-                eprintln!("cleanup: delete namespace {name}: {e}");
+                eprintln!("cleanup: delete {} {name}: {e}", resource.kind);
             }
         }
     }
@@ -394,9 +464,8 @@ impl Drop for Scope {
         if self.cleaned.load(Ordering::SeqCst) {
             return;
         }
-        let configs = std::mem::take(&mut *self.configs.lock().unwrap_or_else(|e| e.into_inner()));
-        let namespaces = std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
-        if configs.is_empty() && namespaces.is_empty() {
+        let owned = std::mem::take(&mut *self.owned.lock().unwrap_or_else(|e| e.into_inner()));
+        if owned.is_empty() {
             return;
         }
         // The test's runtime may be unwinding (and a current-thread runtime cannot be blocked on from inside):
@@ -406,9 +475,9 @@ impl Drop for Scope {
             match runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let client = Harness::get().client().await;
-                    cleanup(client, &configs, &namespaces).await;
+                    cleanup(client, owned).await;
                 }),
-                Err(e) => eprintln!("cleanup: no runtime: {e}; left behind: {configs:?} {namespaces:?}"),
+                Err(e) => eprintln!("cleanup: no runtime: {e}; left behind: {owned:?}"),
             }
         })
         .join();
@@ -777,15 +846,18 @@ pub fn assert_same_pod(actual: &Value, expected: &Value, what: &str) {
 // Webhook configurations
 // ------------------------------------------------------------------------------------------------------------------
 
-pub fn webhook_configs(client: kube::Client) -> Api<DynamicObject> {
-    let resource = ApiResource {
+pub fn webhook_config_resource() -> ApiResource {
+    ApiResource {
         group: "admissionregistration.k8s.io".into(),
         version: "v1".into(),
         api_version: "admissionregistration.k8s.io/v1".into(),
         kind: "MutatingWebhookConfiguration".into(),
         plural: "mutatingwebhookconfigurations".into(),
-    };
-    Api::all_with(client, &resource)
+    }
+}
+
+pub fn webhook_configs(client: kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client, &webhook_config_resource())
 }
 
 /// Where the API server sends the review.
@@ -813,6 +885,8 @@ pub struct WebhookSpec {
     pub exclude_namespaces: Vec<String>,
     /// `caBundle`, base64; default: the harness CA.
     pub ca_bundle: String,
+    /// More objectSelector expressions (after the skip-label one).
+    pub object_selector: Vec<Value>,
 }
 
 impl WebhookSpec {
@@ -825,6 +899,7 @@ impl WebhookSpec {
             timeout_seconds: 10,
             exclude_namespaces: Vec::new(),
             ca_bundle: Harness::get().ca_bundle(),
+            object_selector: Vec::new(),
         }
     }
 
@@ -850,6 +925,13 @@ impl WebhookSpec {
 
     pub fn ca_bundle(mut self, bundle: String) -> Self {
         self.ca_bundle = bundle;
+        self
+    }
+
+    /// Pods labelled `key: value` are not sent to this webhook. Also a way to see that a configuration change
+    /// took effect: put a new marker in it and wait until a pod with that label is admitted unmutated.
+    pub fn skip_pods_labelled(mut self, key: &str, value: &str) -> Self {
+        self.object_selector.push(json!({"key": key, "operator": "NotIn", "values": [value]}));
         self
     }
 
@@ -880,7 +962,9 @@ impl WebhookSpec {
                 "scope": "Namespaced"
             }],
             "namespaceSelector": {"matchExpressions": namespace_expressions},
-            "objectSelector": {"matchExpressions": [{"key": SKIP_LABEL, "operator": "DoesNotExist"}]}
+            "objectSelector": {"matchExpressions": std::iter::once(json!({"key": SKIP_LABEL, "operator": "DoesNotExist"}))
+                .chain(self.object_selector.iter().cloned())
+                .collect::<Vec<_>>()}
         })
     }
 }
@@ -899,7 +983,6 @@ fn webhook_config_object(name: &str, scope: &Scope, webhooks: &[WebhookSpec]) ->
 pub struct Registration {
     pub name: String,
     api: Api<DynamicObject>,
-    scope_id: String,
 }
 
 impl Registration {
@@ -935,13 +1018,15 @@ pub struct WebhookOptions {
     pub port: Option<u16>,
     /// `--tls-cert`, `--tls-key`; default: the harness's webhook.crt/key (SANs 127.0.0.1, localhost).
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Appended after the generated flags (`--kubeconfig` is the harness's).
+    /// `--kubeconfig`; default: the harness's (cluster admin).
+    pub kubeconfig: Option<PathBuf>,
+    /// Appended after the generated flags.
     pub args: Vec<String>,
 }
 
 impl Default for WebhookOptions {
     fn default() -> Self {
-        Self { bind: IpAddr::V4(Ipv4Addr::LOCALHOST), port: None, tls: None, args: Vec::new() }
+        Self { bind: IpAddr::V4(Ipv4Addr::LOCALHOST), port: None, tls: None, kubeconfig: None, args: Vec::new() }
     }
 }
 
@@ -964,6 +1049,10 @@ impl WebhookOptions {
     }
     pub fn tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((cert, key));
+        self
+    }
+    pub fn kubeconfig(mut self, path: PathBuf) -> Self {
+        self.kubeconfig = Some(path);
         self
     }
 }
@@ -1009,7 +1098,7 @@ impl WebhookProcess {
             .args(["--port", &port.to_string()])
             .args(["--metrics-port", &metrics_port.to_string()])
             .arg("--kubeconfig")
-            .arg(&harness.kubeconfig)
+            .arg(options.kubeconfig.as_ref().unwrap_or(&harness.kubeconfig))
             .arg("--tls-cert")
             .arg(&cert)
             .arg("--tls-key")

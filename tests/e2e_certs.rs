@@ -832,3 +832,99 @@ async fn a_pod_is_mutated_through_a_webhook_whose_ca_bundle_the_binary_maintains
         "mounts {mounts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_secret_is_made_again_and_every_replica_and_the_ca_bundle_follow() {
+    let e2e = e2e().await;
+    let mut cleanup = e2e.cleanup();
+    let ns = e2e.namespace(&mut cleanup, "e2e-certs-deleted").await;
+    let config = e2e.webhook_config(&mut cleanup, &ns, "https://127.0.0.1:1/mutate", "Ignore", 1).await;
+    let args = e2e.replica_args(&ns, &config, &[]);
+    let mut a = Replica::spawn("a", e2e.dir.path(), &args);
+    let mut b = Replica::spawn("b", e2e.dir.path(), &args);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let first = e2e.secret(&ns).await.unwrap();
+    let old_uid = first.metadata.uid.clone();
+    let old_leaf = pem_der(&secret_text(&first, "tls.crt"));
+
+    Api::<Secret>::namespaced(e2e.client.clone(), &ns).delete(SECRET, &DeleteParams::default()).await.unwrap();
+    // One resync to notice and make a new Secret, one for the other replica to read it, and the caBundle follows.
+    let (ca, leaf) =
+        poll("a new Secret served by both replicas, its CA in the caBundle", RESYNC * 2 + SLACK, || async {
+            let secret = e2e.secret(&ns).await.ok_or("no Secret yet")?;
+            if secret.metadata.uid == old_uid {
+                return Err("still the old Secret".to_owned());
+            }
+            let ca = secret_text(&secret, "ca.crt");
+            let leaf = pem_der(&secret_text(&secret, "tls.crt"));
+            let (leaf_a, leaf_b) = (a.leaf().await?, b.leaf().await?);
+            let bundles = e2e.ca_bundles(&config).await;
+            if leaf_a != leaf || leaf_b != leaf {
+                return Err(format!("a serves the new one: {}, b: {}", leaf_a == leaf, leaf_b == leaf));
+            }
+            if bundles != vec![Some(ca.clone())] {
+                return Err("the caBundle is not the new CA".to_owned());
+            }
+            Ok((ca, leaf))
+        })
+        .await;
+    assert!(leaf != old_leaf);
+    verifies_for(&leaf, &ca, &format!("{SERVICE}.{ns}.svc")).unwrap();
+    let names: Vec<_> = Api::<Secret>::namespaced(e2e.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(names, vec![SECRET.to_owned()]);
+    a.assert_running();
+    b.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renew_before_longer_than_the_certificate_lifetime_is_refused_or_does_not_renew_at_every_resync() {
+    // The serving certificate lives 365 days: with --cert-renew-before 400days it is due the moment it is made.
+    // Acceptable: refusing the setting at start, saying which flag; or renewing at most once. Not acceptable: a
+    // new certificate (and a Secret write by every replica's renewal) at every resync, for ever.
+    let e2e = e2e().await;
+    let mut cleanup = e2e.cleanup();
+    let ns = e2e.namespace(&mut cleanup, "e2e-certs-longrenew").await;
+    let config = e2e.webhook_config(&mut cleanup, &ns, "https://127.0.0.1:1/mutate", "Ignore", 1).await;
+    let mut a =
+        Replica::spawn("a", e2e.dir.path(), &e2e.replica_args(&ns, &config, &["--cert-renew-before", "400days"]));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let version = loop {
+        if let Ok(Some(status)) = a.child.try_wait() {
+            let log = a.log_text();
+            assert!(
+                !status.success() && log.contains("cert-renew-before"),
+                "the replica exited ({status}) without saying --cert-renew-before is the problem:\n{log}"
+            );
+            return;
+        }
+        if let Some(secret) = e2e.secret(&ns).await {
+            break secret.metadata.resource_version;
+        }
+        assert!(Instant::now() < deadline, "neither a Secret nor an exit after {READY_TIMEOUT:?}:\n{}", a.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut versions = vec![version];
+    for _ in 0..10 {
+        tokio::time::sleep(RESYNC / 2).await;
+        let current = e2e.secret(&ns).await.and_then(|s| s.metadata.resource_version);
+        if versions.last() != Some(&current) {
+            versions.push(current);
+        }
+    }
+    a.assert_running();
+    assert!(
+        versions.len() <= 2,
+        "with --cert-renew-before 400days (longer than the 365-day certificate) the Secret was rewritten {} times \
+         in 5 s with --cert-resync 1s: the replica renews at every resync instead of refusing the setting (with \
+         several replicas each would serve a different certificate most of the time)",
+        versions.len() - 1
+    );
+}

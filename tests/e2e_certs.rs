@@ -318,7 +318,7 @@ impl Replica {
 
     async fn wait_ready(&mut self) {
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.assert_running();

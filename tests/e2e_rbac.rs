@@ -89,6 +89,11 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{:05}", std::process::id() % 100_000, nanos % 100_000)
 }
 
+/// Plain HTTP to the metrics port, never through a proxy from the environment.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -271,7 +276,9 @@ impl Webhook {
     }
 
     async fn metric(&self, name: &str) -> Result<f64, String> {
-        let text = reqwest::get(format!("{}/metrics", self.metrics))
+        let text = http()
+            .get(format!("{}/metrics", self.metrics))
+            .send()
             .await
             .map_err(|e| e.to_string())?
             .text()
@@ -492,7 +499,7 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         webhook.assert_running();
-        let answer = match reqwest::get(&readyz).await {
+        let answer = match http().get(&readyz).send().await {
             Ok(r) if r.status().is_success() => break,
             Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default().trim()),
             Err(e) => e.to_string(),

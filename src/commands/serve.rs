@@ -15,6 +15,9 @@ use crate::store::layered::LayeredSource;
 use crate::store::watched_file::watch_container_credentials;
 use crate::store::ServiceAccountSource;
 
+/// Lifetime of a serving certificate made in --cert-secret mode; the CA lives ten times longer.
+const LEAF_DAYS: i64 = 365;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("{0}")]
@@ -25,6 +28,8 @@ pub enum ServeError {
     Server(#[from] server::ServerError),
     #[error("{0}")]
     WatchedFile(#[from] crate::store::watched_file::WatchedFileError),
+    #[error("--cert-renew-before ({0}) must be shorter than the serving certificate's lifetime ({1} days), or every resync would renew it")]
+    RenewBeforeTooLong(String, i64),
     #[error("Kubernetes client: {0}")]
     Kube(String),
     #[error("cannot start the async runtime: {0}")]
@@ -64,6 +69,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
 
 async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let settings = Arc::new(args.mutation.to_settings()?);
+    if args.cert_secret.is_some() && args.cert_renew_before.as_secs() >= LEAF_DAYS as u64 * 86400 {
+        return Err(ServeError::RenewBeforeTooLong(
+            humantime::format_duration(args.cert_renew_before).to_string(),
+            LEAF_DAYS,
+        ));
+    }
     // One client for the watch, the ConfigMap and the certificate Secret, created only when something needs it.
     let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || args.cert_secret.is_some();
     let client = if needs_cluster { Some(kube_client(args).await?) } else { None };
@@ -108,7 +119,7 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
                 webhook_config: args.webhook_config.clone(),
                 sans: certs::service_sans(&args.service_name, &args.namespace),
                 ca_days: 3650,
-                leaf_days: 365,
+                leaf_days: LEAF_DAYS,
                 renew_before: args.cert_renew_before,
                 resync: args.cert_resync,
             },

@@ -46,7 +46,7 @@ command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null 2>&1 || true;
 
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets --all-features -- -D warnings
-step unit-and-integration cargo test --all-targets
+step unit-and-integration cargo test --all-targets --no-fail-fast
 # The Dockerfile's exact build, outside Docker (no engine here): static musl binary, size printed.
 step static-build tests/chart/build-static.sh
 if [ "$E2E" = 1 ]; then
@@ -55,7 +55,7 @@ if [ "$E2E" = 1 ]; then
     STARTED=1
     echo "=== API server provided and started in $((SECONDS - t0)) s"
     eval "$(tests/e2e/cluster.sh env)"
-    step e2e cargo test --features e2e --test 'e2e_*' -- --test-threads=1
+    step e2e cargo test --no-fail-fast --features e2e --test 'e2e_*' -- --test-threads=1
     step chart env KUBECONFIG="$KUBECONFIG" tests/chart/test.sh
   else
     cat "$LOG/provide.log" >&2

@@ -497,6 +497,11 @@ async fn reinvocation_after_another_webhook_mutates_once() {
         injector.received().into_iter().filter(|r| r["object"]["metadata"]["name"] == "chained").collect();
     assert_eq!(seen.len(), 1, "the injector (reinvocationPolicy: Never) is called once");
     assert!(is_mutated(&seen[0]["object"]), "the injector runs after our first call: {:#}", seen[0]["object"]);
+    println!("HTTP versions the API server used with the injector: {:?}", {
+        let mut v = injector.http_versions();
+        v.dedup();
+        v
+    });
     let calls = webhook.log().lines().filter(|l| l.contains("pod=chained ") && l.contains("admission")).count();
     println!("our webhook logged {calls} admissions of pod chained (2 = first call + reinvocation)");
     scope.cleanup().await;
@@ -786,14 +791,14 @@ async fn api_server_restart_fails_no_admission() {
     s.scope.cleanup().await;
 }
 
-/// Scenario 13: SIGTERM while pods are being created, `failurePolicy: Fail`, `--shutdown-delay 1s`. Every
+/// Scenario 13: SIGTERM while pods are being created, `failurePolicy: Fail`, `--shutdown-delay 2s`. Every
 /// creation started before the signal, or early enough in the delay (while the webhook still accepts), succeeds
 /// mutated; in-flight requests are finished; the process exits 0 after the delay. Once it is gone, creations are
 /// refused by the API server (expected with Fail) — and no pod is ever stored unmutated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_requests() {
-    let delay = Duration::from_secs(1);
-    let options = WebhookOptions::default().args(["--shutdown-delay", "1s", "--shutdown-timeout", "10s"]);
+    let delay = Duration::from_secs(2);
+    let options = WebhookOptions::default().args(["--shutdown-delay", "2s", "--shutdown-timeout", "10s"]);
     let mut s = setup("sigterm", options, |w| w).await;
     let load = Load::start(&s.ns, &pod("load", PROBE_SA), "load", 4);
     let t0 = Instant::now();
@@ -801,7 +806,7 @@ async fn sigterm_under_load_finishes_in_flight_requests() {
 
     let signalled = Instant::now();
     s.webhook.signal("TERM");
-    poll("/readyz to fail while draining", Duration::from_millis(900), || async {
+    poll("/readyz to fail while draining", Duration::from_millis(1500), || async {
         match s.webhook.readyz().await {
             Some(503) => Ok(()),
             other => Err(format!("/readyz: {other:?}")),
@@ -819,8 +824,9 @@ async fn sigterm_under_load_finishes_in_flight_requests() {
 
     assert!(status.success(), "exit status {status}; log tail:\n{}", s.webhook.log_tail(20));
     assert!(exited.duration_since(signalled) >= delay, "exited before --shutdown-delay was over");
-    // Requests reach the webhook within milliseconds; 300 ms of margin before the listener closes.
-    let must_succeed_before = signalled + delay - Duration::from_millis(300);
+    // Requests reach the webhook within milliseconds; a busy CI machine gets a second of margin before the
+    // listener closes.
+    let must_succeed_before = signalled + delay - Duration::from_secs(1);
     let mut problems = Vec::new();
     let (mut before, mut refused_after) = (0, 0);
     for a in &attempts {
@@ -838,6 +844,25 @@ async fn sigterm_under_load_finishes_in_flight_requests() {
             Err(e) => problems.push(format!("failed other than by the Fail policy: {} ({e})", a.describe(t0))),
         }
     }
+    // In flight at the webhook means answered: no failed creation may have been admitted by the webhook (its
+    // log has an `admission` line per answered review) — that would be a response lost at shutdown.
+    let log = s.webhook.log();
+    for a in attempts.iter().filter(|a| a.result.is_err()) {
+        let needle = format!("pod={} ", a.name);
+        if let Some(line) = log.lines().find(|l| l.contains(&needle) && l.contains("admission")) {
+            problems.push(format!(
+                "answered by the webhook but failed at the API server: {}\n  {line}",
+                a.describe(signalled)
+            ));
+        }
+    }
+    // How the late ones failed: "connection refused" (nothing listening) or "EOF" (sent on a keep-alive
+    // connection the webhook closed as it stopped; never answered, see above).
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for e in attempts.iter().filter_map(|a| a.result.as_ref().err()) {
+        *reasons.entry(error_message(e).rsplit(": ").next().unwrap_or_default().to_owned()).or_default() += 1;
+    }
+    println!("refusals after the listener closed ({delay:?} after the signal), by cause: {reasons:?}");
     let after_exit = attempts.iter().filter(|a| a.started > exited).count();
     println!("{} creations: {before} mutated before/at the signal, {refused_after} refused after the webhook left ({after_exit} started after exit)", attempts.len());
     assert!(problems.is_empty(), "{}", problems.join("\n"));

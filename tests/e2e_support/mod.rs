@@ -632,6 +632,14 @@ pub fn renamed(pod: &Value, name: &str) -> Value {
     pod
 }
 
+/// The API server's message for an API error, else the client error.
+pub fn error_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
@@ -1321,6 +1329,7 @@ type Responder = dyn Fn(&Value) -> Vec<Value> + Send + Sync;
 pub struct TestWebhook {
     pub port: u16,
     received: Arc<Mutex<Vec<Value>>>,
+    versions: Arc<Mutex<Vec<axum::http::Version>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1348,14 +1357,15 @@ impl TestWebhook {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
         let received = Arc::new(Mutex::new(Vec::new()));
+        let versions = Arc::new(Mutex::new(Vec::new()));
         let respond: Arc<Responder> = Arc::new(respond);
         let router = axum::Router::new().route(
             "/mutate",
             axum::routing::post({
-                let received = Arc::clone(&received);
-                move |axum::Json(review): axum::Json<Value>| {
-                    let received = Arc::clone(&received);
-                    let respond = Arc::clone(&respond);
+                let (received, versions) = (Arc::clone(&received), Arc::clone(&versions));
+                move |version: axum::http::Version, axum::Json(review): axum::Json<Value>| {
+                    let (received, respond) = (Arc::clone(&received), Arc::clone(&respond));
+                    versions.lock().unwrap_or_else(|e| e.into_inner()).push(version);
                     async move { axum::Json(answer(&review, &received, respond.as_ref())) }
                 }
             }),
@@ -1375,7 +1385,7 @@ impl TestWebhook {
                 });
             }
         });
-        Self { port, received, task }
+        Self { port, received, versions, task }
     }
 
     pub fn endpoint(&self) -> Endpoint {
@@ -1385,6 +1395,11 @@ impl TestWebhook {
     /// The `request` of every review received so far, in order.
     pub fn received(&self) -> Vec<Value> {
         self.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The HTTP version of every review received so far (the API server offers only HTTP/1.1 to webhooks).
+    pub fn http_versions(&self) -> Vec<axum::http::Version> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -1424,7 +1439,7 @@ impl Attempt {
     pub fn describe(&self, origin: Instant) -> String {
         let outcome = match &self.result {
             Ok(pod) => format!("created, mutated: {}", is_mutated(pod)),
-            Err(e) => format!("failed: {e}"),
+            Err(e) => format!("failed: {}", error_message(e)),
         };
         format!(
             "{} [{:.3} s .. {:.3} s after start]: {outcome}",

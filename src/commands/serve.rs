@@ -71,7 +71,7 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let settings = Arc::new(args.mutation.to_settings()?);
     if args.cert_secret.is_some() && args.cert_renew_before.as_secs() >= LEAF_DAYS as u64 * 86400 {
         return Err(ServeError::RenewBeforeTooLong(
-            humantime::format_duration(args.cert_renew_before).to_string(),
+            format!("{:.1} days", args.cert_renew_before.as_secs_f64() / 86400.0),
             LEAF_DAYS,
         ));
     }

@@ -736,7 +736,7 @@ async fn api_server_restart_fails_no_admission() {
     let restart = tokio::task::spawn_blocking(|| cluster_sh_run("restart-apiserver"));
     let log = restart.await.expect("restart task");
     let restarted = Instant::now();
-    println!("API server restarted in {:?}", restarted.duration_since(t0));
+    println!("API server restarted in {:?}:\n{log}", restarted.duration_since(t0));
 
     s.ns.service_account_with_role("after", &role("after")).await;
     let after =

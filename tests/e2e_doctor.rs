@@ -338,6 +338,8 @@ async fn pods_created_already_mutated_are_healthy_or_named_for_what_they_lack() 
         .has("ok", "service-account", &role("app"))
         .has("ok", "injection", "has AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and the token volume")
         .has("ok", "webhook", "selects namespace")
+        // The scope registers its webhooks with the harness CA as caBundle.
+        .has("ok", "certificate", "is valid until")
         .has("ok", "fs-group", "fsGroup 2000")
         .has("ok", "token-audience", "sts.amazonaws.com")
         .has("ok", "token-expiration", "86400")

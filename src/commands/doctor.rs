@@ -145,6 +145,9 @@ pub fn run(args: &DoctorArgs, stdin: impl Read) -> Result<Report, DoctorCommandE
                 webhook_configurations: cluster.webhook_configurations.as_deref().map_err(String::as_str),
                 webhook_config_name: args.webhook_config.as_deref(),
                 namespace_labels: cluster.namespace_labels.as_ref().map_err(String::as_str),
+                now: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             };
             let inputs = Inputs {
                 pod: &cluster.pod,

@@ -69,11 +69,15 @@ struct Cluster {
     only: Option<&'static str>,
     namespace_labels: BTreeMap<String, String>,
     namespace_readable: bool,
+    now: i64,
 }
+
+/// 2024-05-10T00:00:00Z: a week after the pods above were created.
+const NOW: i64 = 1_715_299_200;
 
 impl Cluster {
     fn new(configurations: Vec<Value>) -> Self {
-        Self { configurations, only: None, namespace_labels: BTreeMap::new(), namespace_readable: true }
+        Self { configurations, only: None, namespace_labels: BTreeMap::new(), namespace_readable: true, now: NOW }
     }
 
     fn labels(mut self, pairs: &[(&str, &str)]) -> Self {
@@ -87,6 +91,7 @@ impl Cluster {
             webhook_configurations: Ok(&self.configurations),
             webhook_config_name: self.only,
             namespace_labels: if self.namespace_readable { Ok(&self.namespace_labels) } else { Err("forbidden") },
+            now: self.now,
         };
         let inputs = Inputs {
             pod,
@@ -99,8 +104,29 @@ impl Cluster {
     }
 }
 
-/// A configuration as the chart renders it.
+/// A CA valid for a year from the real now, as base64 PEM, and when it ends.
+fn ca_bundle() -> &'static (String, i64) {
+    static CA: std::sync::OnceLock<(String, i64)> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        use base64::Engine as _;
+        let generated = crate::server::certs::generate(&["irsa-webhook.irsa-system.svc".to_owned()], 365, 30).unwrap();
+        let der = {
+            use rustls_pki_types::pem::PemObject as _;
+            rustls_pki_types::CertificateDer::from_pem_slice(generated.ca_pem.as_bytes()).unwrap()
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        (base64::engine::general_purpose::STANDARD.encode(&generated.ca_pem), cert.validity().not_after.timestamp())
+    })
+}
+
+/// A configuration as the chart renders it (with the caBundle the webhook patches in).
 fn chart_webhook() -> Value {
+    let mut config = chart_webhook_without_ca();
+    config["webhooks"][0]["clientConfig"]["caBundle"] = json!(ca_bundle().0);
+    config
+}
+
+fn chart_webhook_without_ca() -> Value {
     json!({
         "metadata": {"name": "irsa-webhook"},
         "webhooks": [{
@@ -546,6 +572,7 @@ fn unreadable_cluster_parts_are_hints() {
         webhook_configurations: Err("forbidden"),
         webhook_config_name: None,
         namespace_labels: Ok(&labels),
+        now: NOW,
     };
     let pod = stored_pod();
     let sa = role_sa();
@@ -568,6 +595,47 @@ fn a_malformed_selector_is_a_problem() {
     config["webhooks"][0]["namespaceSelector"] = json!({"matchExpressions": [{"key": "a", "operator": "Gt"}]});
     let findings = Cluster::new(vec![config]).run(&stored_pod(), Some(&role_sa()));
     assert!(expect(&findings, Status::Problem, CHECK_WEBHOOK).message.contains("operator \"Gt\""));
+}
+
+#[test]
+fn the_ca_bundle_of_the_selecting_webhook_is_checked() {
+    let (_, not_after) = *ca_bundle();
+    let mut cluster = Cluster::new(vec![chart_webhook()]);
+    cluster.now = not_after - 200 * 86400;
+    let findings = cluster.run(&stored_pod(), Some(&role_sa()));
+    let ok = expect(&findings, Status::Ok, CHECK_CERTIFICATE);
+    assert!(ok.message.starts_with("the caBundle CA of MutatingWebhookConfiguration irsa-webhook"), "{}", ok.message);
+    assert!(ok.message.contains(&format!("is valid until {}", unix_date(not_after))), "{}", ok.message);
+
+    cluster.now = not_after - 10 * 86400 - 60;
+    let findings = cluster.run(&stored_pod(), Some(&role_sa()));
+    assert!(expect(&findings, Status::Hint, CHECK_CERTIFICATE).message.ends_with("in 10 days"));
+
+    cluster.now = not_after + 1;
+    let findings = cluster.run(&stored_pod(), Some(&role_sa()));
+    let problem = expect(&findings, Status::Problem, CHECK_CERTIFICATE);
+    assert!(problem.message.contains("x509: certificate has expired"), "{}", problem.message);
+    assert!(problem.fix.as_deref().unwrap().contains("gen-certs.sh"));
+}
+
+#[test]
+fn a_missing_or_broken_ca_bundle_is_a_problem() {
+    let findings = Cluster::new(vec![chart_webhook_without_ca()]).run(&stored_pod(), Some(&role_sa()));
+    assert!(expect(&findings, Status::Problem, CHECK_CERTIFICATE).message.contains("has no caBundle"));
+    for bundle in ["%%%", "bm90IGEgY2VydGlmaWNhdGU="] {
+        let mut config = chart_webhook_without_ca();
+        config["webhooks"][0]["clientConfig"]["caBundle"] = json!(bundle);
+        let findings = Cluster::new(vec![config]).run(&stored_pod(), Some(&role_sa()));
+        expect(&findings, Status::Problem, CHECK_CERTIFICATE);
+    }
+}
+
+#[test]
+fn unix_dates() {
+    assert_eq!(unix_date(0), "1970-01-01");
+    assert_eq!(unix_date(NOW), "2024-05-10");
+    assert_eq!(unix_date(951_782_400), "2000-02-29");
+    assert_eq!(unix_date(4_102_444_799), "2099-12-31");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

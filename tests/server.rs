@@ -72,6 +72,10 @@ fn sans() -> Vec<String> {
 }
 
 async fn start(source: Arc<dyn ServiceAccountSource>, limits: Limits) -> Running {
+    start_with_delay(source, limits, Duration::ZERO).await
+}
+
+async fn start_with_delay(source: Arc<dyn ServiceAccountSource>, limits: Limits, shutdown_delay: Duration) -> Running {
     let dir = tempfile::tempdir().unwrap();
     // Kubernetes Secret volume layout: files are symlinks through `..data` to a timestamped directory.
     let cert_dir = dir.path().join("certs");
@@ -89,7 +93,7 @@ async fn start(source: Arc<dyn ServiceAccountSource>, limits: Limits) -> Running
         tls_min_version: TlsMinVersion::Tls12,
         limits,
         shutdown_timeout: Duration::from_secs(5),
-        shutdown_delay: Duration::ZERO,
+        shutdown_delay,
     };
     let admission = Admission { settings: Arc::new(MutationSettings::default()), source, container_credentials: None };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -340,4 +344,27 @@ async fn static_store_serves_the_example_file() {
     let patch = decoded_patch(&body).to_string();
     assert!(patch.contains("s3-reader") && patch.contains("fsGroup"), "{patch}");
     let _ = ServiceAccountConfig::default();
+}
+
+#[tokio::test]
+async fn draining_keeps_serving_fails_readyz_and_closes_keep_alive_connections() {
+    let mut server =
+        start_with_delay(controlled(true, Duration::ZERO), Limits::default(), Duration::from_millis(800)).await;
+    // HTTP/1.1, as the API server talks to webhooks (HTTP/2 clients are sent a GOAWAY instead).
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(server.first_ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let body = review("admission.k8s.io/v1", "CREATE", "pods", "app");
+    let before = client.post(format!("{}/mutate", server.url)).json(&body).send().await.unwrap();
+    assert!(before.headers().get("connection").is_none(), "keep-alive before draining");
+    let _ = server.stop.take().unwrap().send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let readyz = reqwest::get(format!("{}/readyz", server.metrics)).await.unwrap();
+    assert_eq!(readyz.status().as_u16(), 503, "not ready while draining");
+    let during = client.post(format!("{}/mutate", server.url)).json(&body).send().await.unwrap();
+    assert_eq!(during.status().as_u16(), 200, "still serving during the delay");
+    assert_eq!(during.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+    tokio::time::timeout(Duration::from_secs(10), &mut server.task).await.unwrap().unwrap().unwrap();
 }

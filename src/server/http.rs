@@ -40,6 +40,7 @@ pub fn mutate_router(state: Arc<AppState>, limits: &Limits) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), close_when_draining))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
         .with_state(state)
@@ -51,6 +52,22 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// While draining, HTTP/1.1 answers carry `Connection: close`: the API server then opens a new connection for its
+/// next request (to a replica that is still ready) instead of reusing one that is about to be shut under it.
+/// HTTP/2 connections are told by the GOAWAY that graceful shutdown sends.
+async fn close_when_draining(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() <= axum::http::Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && state.draining.load(Ordering::Relaxed) {
+        response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {

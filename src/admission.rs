@@ -34,7 +34,26 @@ pub enum AdmissionError {
 struct ReviewIn {
     api_version: Option<String>,
     kind: Option<String>,
-    request: Option<RequestIn>,
+    request: Option<ObjectOnly<RequestIn>>,
+}
+
+/// serde's derived structs also accept a JSON array (fields by position); a review's request must be an object.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData)).map(ObjectOnly)
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,7 +170,7 @@ impl Admission {
         if review.kind.as_deref() != Some("AdmissionReview") {
             return Err(AdmissionError::Kind(review.kind.unwrap_or_default()));
         }
-        let request = review.request.ok_or(AdmissionError::NoRequest)?;
+        let ObjectOnly(request) = review.request.ok_or(AdmissionError::NoRequest)?;
 
         let namespace = request.namespace.clone().unwrap_or_default();
         let mut reviewed = Reviewed {

@@ -201,7 +201,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = duration)]
     pub service_account_lookup_grace_period: Duration,
     /// Also read identities from ConfigMap pod-identity-webhook (key "config") in --namespace.
-    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
     pub watch_config_map: bool,
     /// Log format.
     #[arg(long, env = "IRSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -310,7 +310,7 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_AWS_DEFAULT_REGION", default_value = "")]
     pub aws_default_region: String,
     /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's <prefix>/sts-regional-endpoints wins).
-    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
     pub sts_regional_endpoint: bool,
     /// JSON file listing the ServiceAccounts that use EKS Pod Identity (container credentials).
     #[arg(long, env = "IRSA_WATCH_CONTAINER_CREDENTIALS_CONFIG", value_name = "FILE")]
@@ -331,7 +331,7 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value_t = ContainerCredentialsSettings::default().full_uri)]
     pub container_credentials_full_uri: String,
     /// Turn role names without "arn:" into arn:<partition>:iam::<--aws-account-id>:role/<name>.
-    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
     pub compose_role_arn: bool,
     /// Account id for --compose-role-arn (the reference reads it from instance metadata; we do not).
     #[arg(long, env = "IRSA_AWS_ACCOUNT_ID", value_name = "ID")]
@@ -346,7 +346,7 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_DEFAULT_FS_GROUP", default_value_t = settings::DEFAULT_FS_GROUP)]
     pub default_fs_group: i64,
     /// Inject AWS_ROLE_SESSION_NAME = the pod's name (downward API, so generated names work).
-    #[arg(long, env = "IRSA_INJECT_ROLE_SESSION_NAME", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_INJECT_ROLE_SESSION_NAME", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
     pub inject_role_session_name: bool,
 }
 

@@ -127,6 +127,5 @@ fn read_input(path: Option<&Path>, mut stdin: impl Read) -> Result<(String, Stri
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<String, MutateCommandError> {
-    std::fs::read_to_string(path)
-        .map_err(|error| MutateCommandError::Read { path: path.display().to_string(), error })
+    std::fs::read_to_string(path).map_err(|error| MutateCommandError::Read { path: path.display().to_string(), error })
 }

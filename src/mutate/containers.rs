@@ -15,12 +15,14 @@ pub(super) fn add_env_and_mount(
     let base = [Step::Key("spec"), Step::Key(container.list), Step::Index(container.index)];
 
     // Never overwrite: a group (e.g. the region pair) is skipped when any of its names is already set.
+    let existing: Vec<&str> =
+        container.env.unwrap_or_default().iter().filter_map(|e| e.get("name").and_then(Value::as_str)).collect();
     let missing: Vec<Value> = plan
         .env_groups
         .iter()
-        .filter(|group| !group.iter().any(|var| var["name"].as_str().is_some_and(|name| container.has_env(name))))
+        .filter(|group| !group.iter().any(|(name, _)| existing.contains(name)))
         .flatten()
-        .cloned()
+        .map(|(_, var)| var.clone())
         .collect();
     append_to_array(patch, &base, "env", container.env.is_some(), missing);
 

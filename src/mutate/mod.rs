@@ -91,8 +91,8 @@ pub(crate) struct TokenPlan<'a> {
     pub(crate) token_file_name: &'a str,
     pub(crate) audience: &'a str,
     pub(crate) expiration_seconds: i64,
-    /// In the order they are appended; a group is added only if none of its names is already set.
-    pub(crate) env_groups: Vec<Vec<Value>>,
+    /// In the order they are appended, as (name, env var); a group is added only if none of its names is set.
+    pub(crate) env_groups: Vec<Vec<(&'static str, Value)>>,
 }
 
 impl<'a> TokenPlan<'a> {
@@ -131,10 +131,13 @@ impl<'a> TokenPlan<'a> {
                 env_groups.push(vec![env("AWS_ROLE_ARN", role_arn)]);
                 env_groups.push(vec![env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)]);
                 if settings.inject_role_session_name {
-                    env_groups.push(vec![json!({
-                        "name": "AWS_ROLE_SESSION_NAME",
-                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
-                    })]);
+                    env_groups.push(vec![(
+                        "AWS_ROLE_SESSION_NAME",
+                        json!({
+                            "name": "AWS_ROLE_SESSION_NAME",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        }),
+                    )]);
                 }
             }
             Credentials::ContainerCredentials => {
@@ -154,8 +157,8 @@ impl<'a> TokenPlan<'a> {
     }
 }
 
-fn env(name: &str, value: &str) -> Value {
-    json!({"name": name, "value": value})
+fn env(name: &'static str, value: &str) -> (&'static str, Value) {
+    (name, json!({"name": name, "value": value}))
 }
 
 /// Windows containers see the mount under `C:`; the mount path in the spec stays as it is.

@@ -30,11 +30,36 @@ impl PatchBuilder {
 }
 
 pub(crate) fn pointer(steps: &[Step<'_>]) -> PointerBuf {
-    PointerBuf::from_tokens(steps.iter().map(|step| match step {
-        Step::Key(key) => Token::new(*key),
-        Step::Index(index) => Token::new(index.to_string()),
-        Step::End => Token::new("-"),
-    }))
+    // Written out directly: building it token by token allocates per token, and this is on every request.
+    let mut text = String::with_capacity(64);
+    for step in steps {
+        text.push('/');
+        match step {
+            Step::Key(key) if !key.contains(['~', '/']) => text.push_str(key),
+            Step::Key(key) => {
+                for c in key.chars() {
+                    match c {
+                        '~' => text.push_str("~0"),
+                        '/' => text.push_str("~1"),
+                        c => text.push(c),
+                    }
+                }
+            }
+            Step::Index(index) => {
+                use std::fmt::Write;
+                let _ = write!(text, "{index}");
+            }
+            Step::End => text.push('-'),
+        }
+    }
+    // Escaped above, so parsing cannot fail; the token-by-token build is the fallback all the same.
+    PointerBuf::parse(text).unwrap_or_else(|_| {
+        PointerBuf::from_tokens(steps.iter().map(|step| match step {
+            Step::Key(key) => Token::new(*key),
+            Step::Index(index) => Token::new(index.to_string()),
+            Step::End => Token::new("-"),
+        }))
+    })
 }
 
 #[cfg(test)]

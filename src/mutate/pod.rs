@@ -50,20 +50,21 @@ impl<'a> PodView<'a> {
                 return Err(MutateError::NotAPod(kind.to_owned()));
             }
         }
-        let metadata = optional_object(pod.get("metadata"), "metadata")?;
+        let metadata = optional_object(pod.get("metadata")).map_err(shape("metadata"))?;
         for field in ["annotations", "labels"] {
-            optional_object(metadata.and_then(|m| m.get(field)), field)?;
+            optional_object(metadata.and_then(|m| m.get(field))).map_err(shape(field))?;
         }
-        let spec = optional_object(pod.get("spec"), "spec")?.ok_or(MutateError::MissingSpec)?;
+        let spec = optional_object(pod.get("spec")).map_err(shape("spec"))?.ok_or(MutateError::MissingSpec)?;
         if spec.get("containers").is_none_or(Value::is_null) {
             return Err(MutateError::NoContainers);
         }
-        optional_array(spec.get("volumes"), "spec.volumes")?;
-        optional_object(spec.get("securityContext"), "spec.securityContext")?;
+        optional_array(spec.get("volumes")).map_err(shape("spec.volumes"))?;
+        optional_object(spec.get("securityContext")).map_err(shape("spec.securityContext"))?;
         let mut containers = Vec::new();
-        for list in ["containers", "initContainers"] {
-            let path = format!("spec.{list}");
-            for (index, container) in optional_array(spec.get(list), &path)?.unwrap_or_default().iter().enumerate() {
+        for (list, path) in [("containers", "spec.containers"), ("initContainers", "spec.initContainers")] {
+            for (index, container) in
+                optional_array(spec.get(list)).map_err(shape(path))?.unwrap_or_default().iter().enumerate()
+            {
                 containers.push(ContainerView::parse(container, list, index)?);
             }
         }
@@ -114,31 +115,39 @@ impl<'a> PodView<'a> {
 
 impl<'a> ContainerView<'a> {
     fn parse(container: &'a Value, list: &'static str, index: usize) -> Result<Self, MutateError> {
-        let path = || format!("spec.{list}[{index}]");
-        let object = container.as_object().ok_or_else(|| MutateError::Shape { path: path(), expected: "an object" })?;
+        // Paths for error messages are only formatted on the error path: this runs for every container of every pod.
+        let at = |field: &str| format!("spec.{list}[{index}]{field}");
+        let object = container.as_object().ok_or_else(|| MutateError::Shape { path: at(""), expected: "an object" })?;
         let name = object
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| MutateError::Shape { path: format!("{}.name", path()), expected: "a string" })?;
-        let env = optional_array(object.get("env"), &format!("{}.env", path()))?;
-        let mounts = optional_array(object.get("volumeMounts"), &format!("{}.volumeMounts", path()))?;
-        let security_context = optional_object(object.get("securityContext"), &format!("{}.securityContext", path()))?;
+            .ok_or_else(|| MutateError::Shape { path: at(".name"), expected: "a string" })?;
+        let env =
+            optional_array(object.get("env")).map_err(|expected| MutateError::Shape { path: at(".env"), expected })?;
+        let mounts = optional_array(object.get("volumeMounts"))
+            .map_err(|expected| MutateError::Shape { path: at(".volumeMounts"), expected })?;
+        let security_context = optional_object(object.get("securityContext"))
+            .map_err(|expected| MutateError::Shape { path: at(".securityContext"), expected })?;
         Ok(Self { list, index, name, env, mounts, security_context })
     }
 }
 
-fn optional_object<'a>(value: Option<&'a Value>, path: &str) -> Result<Option<&'a Object>, MutateError> {
+fn optional_object(value: Option<&Value>) -> Result<Option<&Object>, &'static str> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(object)) => Ok(Some(object)),
-        Some(_) => Err(MutateError::Shape { path: path.to_owned(), expected: "an object" }),
+        Some(_) => Err("an object"),
     }
 }
 
-fn optional_array<'a>(value: Option<&'a Value>, path: &str) -> Result<Option<&'a [Value]>, MutateError> {
+fn optional_array(value: Option<&Value>) -> Result<Option<&[Value]>, &'static str> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(array)) => Ok(Some(array)),
-        Some(_) => Err(MutateError::Shape { path: path.to_owned(), expected: "an array" }),
+        Some(_) => Err("an array"),
     }
+}
+
+fn shape(path: &str) -> impl Fn(&'static str) -> MutateError + '_ {
+    move |expected| MutateError::Shape { path: path.to_owned(), expected }
 }

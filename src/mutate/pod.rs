@@ -25,10 +25,6 @@ pub(crate) struct ContainerView<'a> {
 }
 
 impl<'a> ContainerView<'a> {
-    pub(crate) fn has_env(&self, name: &str) -> bool {
-        self.env.unwrap_or_default().iter().any(|e| e.get("name").and_then(Value::as_str) == Some(name))
-    }
-
     pub(crate) fn mount_named(&self, name: &str) -> Option<&'a Value> {
         self.mounts.unwrap_or_default().iter().find(|m| m.get("name").and_then(Value::as_str) == Some(name))
     }

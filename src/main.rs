@@ -25,28 +25,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Mutate(args) => {
             let output = commands::mutate::run(&args, std::io::stdin().lock())?;
-            for warning in &output.warnings {
-                eprintln!("warning: {warning}");
-            }
-            std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
-            Ok(ExitCode::SUCCESS)
+            emit(&output.stdout, &output.warnings)
         }
         Command::Oidc(args) => {
             let output = commands::oidc::run(&args)?;
-            for warning in &output.warnings {
-                eprintln!("warning: {warning}");
-            }
-            std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
-            Ok(ExitCode::SUCCESS)
+            emit(&output.stdout, &output.warnings)
         }
         Command::TrustPolicy(args) => {
             let output = commands::trust_policy::run(&args)?;
-            for warning in &output.warnings {
-                eprintln!("warning: {warning}");
-            }
-            std::io::stdout().lock().write_all(output.stdout.as_bytes())?;
-            Ok(ExitCode::SUCCESS)
+            emit(&output.stdout, &output.warnings)
         }
         Command::Doctor(args) => Ok(commands::doctor::main(&args)),
     }
+}
+
+/// The offline commands' contract: warnings on stderr, the result on stdout, exit 0.
+fn emit(stdout: &str, warnings: &[String]) -> anyhow::Result<ExitCode> {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    std::io::stdout().lock().write_all(stdout.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -85,22 +85,11 @@ impl ServiceAccountConfig {
             };
             match name {
                 SA_ROLE_ARN => {
-                    let value = value.trim();
-                    // An empty annotation means "no role", as in the reference (and not a composed `role/`).
-                    if value.is_empty() {
-                        continue;
+                    let source = format!("ServiceAccount {sa}: {prefix}/{SA_ROLE_ARN}");
+                    if let Some((arn, warning)) = role_arn_from(value, &source, settings) {
+                        config.warnings.extend(warning);
+                        config.role_arn = Some(arn);
                     }
-                    let arn = match &settings.compose_role_arn {
-                        Some(composer) if !value.starts_with("arn:") => composer.compose(value),
-                        _ => value.to_owned(),
-                    };
-                    if let Err(reason) = validate_role_arn(&arn) {
-                        config.warnings.push(format!(
-                            "ServiceAccount {sa}: {prefix}/{SA_ROLE_ARN} {arn:?} is not a valid IAM role ARN ({reason}); \
-                             it is injected as is, but STS will refuse it"
-                        ));
-                    }
-                    config.role_arn = Some(arn);
                 }
                 SA_AUDIENCE => config.audience = Some(value.trim().to_owned()),
                 SA_STS_REGIONAL_ENDPOINTS => match parse_bool(value) {
@@ -136,6 +125,25 @@ impl ServiceAccountConfig {
         }
         config
     }
+}
+
+/// A role value as it will be injected: trimmed, composed from a bare name under `--compose-role-arn`, and
+/// checked (an invalid ARN is still injected, as the reference does, with a warning that names `source`).
+/// `None` for an empty value: no role, as in the reference. Shared by ServiceAccount annotations and ConfigMap
+/// entries so both read roles the same way.
+pub fn role_arn_from(value: &str, source: &str, settings: &MutationSettings) -> Option<(String, Option<String>)> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let arn = match &settings.compose_role_arn {
+        Some(composer) if !value.starts_with("arn:") => composer.compose(value),
+        _ => value.to_owned(),
+    };
+    let warning = validate_role_arn(&arn).err().map(|reason| {
+        format!("{source} {arn:?} is not a valid IAM role ARN ({reason}); it is injected as is, but STS will refuse it")
+    });
+    Some((arn, warning))
 }
 
 /// How the pod gets its credentials.

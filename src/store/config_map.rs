@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::task::AbortHandle;
 
 use super::{Lookup, ServiceAccountSource, SourceStats};
-use crate::identity::{validate_role_arn, ServiceAccountConfig, ServiceAccountRef};
+use crate::identity::{role_arn_from, ServiceAccountConfig, ServiceAccountRef};
 use crate::settings::MutationSettings;
 
 pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
@@ -180,21 +180,10 @@ fn entry_config(
     for (field, value) in fields {
         match (field.to_ascii_lowercase().as_str(), value) {
             ("rolearn", Value::String(arn)) => {
-                let arn = arn.trim();
-                if arn.is_empty() {
-                    continue;
+                if let Some((arn, warning)) = role_arn_from(&arn, &format!("{context}: RoleARN"), settings) {
+                    config.warnings.extend(warning);
+                    config.role_arn = Some(arn);
                 }
-                let arn = match &settings.compose_role_arn {
-                    Some(composer) if !arn.starts_with("arn:") => composer.compose(arn),
-                    _ => arn.to_owned(),
-                };
-                if let Err(reason) = validate_role_arn(&arn) {
-                    config.warnings.push(format!(
-                        "{context}: RoleARN {arn:?} is not a valid IAM role ARN ({reason}); it is injected as is, \
-                         but STS will refuse it"
-                    ));
-                }
-                config.role_arn = Some(arn);
             }
             ("audience", Value::String(audience)) => {
                 config.audience = Some(audience.trim().to_owned()).filter(|a| !a.is_empty());

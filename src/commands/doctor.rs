@@ -3,19 +3,18 @@
 //!
 //! Exit status: 0 no problem, 1 at least one problem (so it can gate a CI job), 2 bad usage or unreadable input.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cli::{DoctorArgs, DoctorOutput};
-use crate::container_credentials::ContainerCredentialsConfig;
 use crate::doctor::{self, selector::labels_of, ClusterView, Finding, Inputs, Source, Status};
-use crate::identity::ServiceAccountRef;
 use crate::manifest::{self, ServiceAccountManifest};
+
+use super::inputs::{self as input_files, InputError};
 
 /// Long enough for a slow API server, short enough that a wrong kubeconfig does not look like a hang.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,14 +23,12 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum DoctorCommandError {
     #[error("{0}")]
     Usage(String),
-    #[error("cannot read {path}: {error}")]
-    Read { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Input(#[from] InputError),
     #[error("{path}: {error}")]
     Manifest { path: String, error: manifest::ManifestError },
     #[error("{0}")]
     Settings(#[from] crate::cli::SettingsError),
-    #[error("{path}: {error}")]
-    ContainerCredentials { path: String, error: crate::container_credentials::ContainerCredentialsError },
     #[error("{source_name}: {error}")]
     Doctor { source_name: String, error: doctor::DoctorError },
     #[error("cannot start the async runtime: {0}")]
@@ -102,22 +99,12 @@ pub fn render(findings: &[Finding], output: DoctorOutput) -> Result<String, Doct
 
 pub fn run(args: &DoctorArgs, stdin: impl Read) -> Result<Report, DoctorCommandError> {
     let settings = args.mutation.to_settings()?;
-    let container_credentials = match &args.mutation.watch_container_credentials_config {
-        Some(path) => ContainerCredentialsConfig::parse(&read_file(path)?)
-            .map_err(|error| DoctorCommandError::ContainerCredentials { path: path.display().to_string(), error })?,
-        None => ContainerCredentialsConfig::default(),
-    };
+    let container_credentials =
+        input_files::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
     match (&args.file, &args.kind, &args.name) {
         (Some(file), _, _) => {
-            let (source_name, text) = read_input(file, stdin)?;
-            let pod = manifest::parse_pod(&text)
-                .map_err(|error| DoctorCommandError::Manifest { path: source_name.clone(), error })?;
-            let mut service_accounts: HashMap<ServiceAccountRef, ServiceAccountManifest> = HashMap::new();
-            for path in &args.service_accounts {
-                let parsed = manifest::parse_service_accounts(&read_file(path)?)
-                    .map_err(|error| DoctorCommandError::Manifest { path: path.display().to_string(), error })?;
-                service_accounts.extend(parsed.into_iter().map(|sa| (sa.reference.clone(), sa)));
-            }
+            let (source_name, pod) = input_files::read_pod(Some(file), stdin)?;
+            let service_accounts = input_files::read_service_accounts(&args.service_accounts)?;
             let sa = manifest::pod_service_account(&pod, None);
             let inputs = Inputs {
                 pod: &pod,
@@ -262,17 +249,4 @@ async fn get_or_refusal(
         }
         Err(error) => Err(api_error(error.to_string())),
     }
-}
-
-fn read_input(path: &Path, mut stdin: impl Read) -> Result<(String, String), DoctorCommandError> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        stdin.read_to_string(&mut text).map_err(|error| DoctorCommandError::Read { path: "<stdin>".into(), error })?;
-        return Ok(("<stdin>".into(), text));
-    }
-    Ok((path.display().to_string(), read_file(path)?))
-}
-
-fn read_file(path: &Path) -> Result<String, DoctorCommandError> {
-    std::fs::read_to_string(path).map_err(|error| DoctorCommandError::Read { path: path.display().to_string(), error })
 }

@@ -1,6 +1,7 @@
 //! The subcommands that run without a server.
 
 pub mod doctor;
+pub mod inputs;
 pub mod mutate;
 pub mod oidc;
 pub mod serve;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -13,16 +12,14 @@ use crate::manifest::{self, ServiceAccountManifest};
 use crate::mutate::{mutate, MutateError, Mutation};
 use crate::settings::MutationSettings;
 
+use super::inputs::{self, InputError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum MutateCommandError {
-    #[error("cannot read {path}: {error}")]
-    Read { path: String, error: std::io::Error },
-    #[error("{path}: {error}")]
-    Manifest { path: String, error: manifest::ManifestError },
+    #[error("{0}")]
+    Input(#[from] InputError),
     #[error("{0}")]
     Settings(#[from] crate::cli::SettingsError),
-    #[error("{path}: {error}")]
-    ContainerCredentials { path: String, error: crate::container_credentials::ContainerCredentialsError },
     #[error("{path}: not a valid Pod: {error}")]
     InvalidPod { path: String, error: crate::mutate::MutateError },
     #[error("cannot write the output: {0}")]
@@ -37,22 +34,10 @@ pub struct MutateCommandOutput {
 
 pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, MutateCommandError> {
     let settings = args.mutation.to_settings()?;
-    let (pod_name, pod_text) = read_input(args.pod.as_deref(), stdin)?;
-    let pod = manifest::parse_pod(&pod_text)
-        .map_err(|error| MutateCommandError::Manifest { path: pod_name.clone(), error })?;
-
-    let mut service_accounts: HashMap<ServiceAccountRef, ServiceAccountManifest> = HashMap::new();
-    for path in &args.service_accounts {
-        let text = read_file(path)?;
-        let parsed = manifest::parse_service_accounts(&text)
-            .map_err(|error| MutateCommandError::Manifest { path: path.display().to_string(), error })?;
-        service_accounts.extend(parsed.into_iter().map(|sa| (sa.reference.clone(), sa)));
-    }
-    let container_credentials = match &args.mutation.watch_container_credentials_config {
-        Some(path) => ContainerCredentialsConfig::parse(&read_file(path)?)
-            .map_err(|error| MutateCommandError::ContainerCredentials { path: path.display().to_string(), error })?,
-        None => ContainerCredentialsConfig::default(),
-    };
+    let (pod_name, pod) = inputs::read_pod(args.pod.as_deref(), stdin)?;
+    let service_accounts = inputs::read_service_accounts(&args.service_accounts)?;
+    let container_credentials =
+        inputs::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
 
     let mutation = mutate_with_service_accounts(&pod, &service_accounts, &container_credentials, &settings)
         .map_err(|error| MutateCommandError::InvalidPod { path: pod_name, error })?;
@@ -111,21 +96,4 @@ fn pretty_json(value: &Value) -> Result<String, MutateCommandError> {
 
 fn output_error(e: impl std::fmt::Display) -> MutateCommandError {
     MutateCommandError::Output(e.to_string())
-}
-
-fn read_input(path: Option<&Path>, mut stdin: impl Read) -> Result<(String, String), MutateCommandError> {
-    match path {
-        Some(path) if path != Path::new("-") => Ok((path.display().to_string(), read_file(path)?)),
-        _ => {
-            let mut text = String::new();
-            stdin
-                .read_to_string(&mut text)
-                .map_err(|error| MutateCommandError::Read { path: "<stdin>".into(), error })?;
-            Ok(("<stdin>".into(), text))
-        }
-    }
-}
-
-pub(crate) fn read_file(path: &Path) -> Result<String, MutateCommandError> {
-    std::fs::read_to_string(path).map_err(|error| MutateCommandError::Read { path: path.display().to_string(), error })
 }

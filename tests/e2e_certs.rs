@@ -5,7 +5,7 @@
 //! deletes the configuration at the end (also on failure); the replicas are `irsa-webhook serve` processes killed
 //! when the test ends, whose logs are printed when it fails.
 
-use std::future::Future;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,6 +22,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{json, Value};
+
+#[path = "e2e_support/mod.rs"]
+mod e2e_support;
+use e2e_support::{free_port, poll};
 
 const SECRET: &str = "irsa-webhook-certs";
 const SERVICE: &str = "irsa-webhook";
@@ -250,29 +254,6 @@ fn seconds_left(der: &[u8]) -> i64 {
     cert.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Polls `check` every 100 ms until it gives a value; panics with its last complaint after `timeout`.
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(value) => return value,
-            Err(complaint) => complaint,
-        };
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Replicas: `irsa-webhook serve` processes
 
@@ -286,7 +267,7 @@ struct Replica {
 
 impl Replica {
     fn spawn(name: &str, dir: &Path, args: &[String]) -> Self {
-        let (port, metrics_port) = (free_port(), free_port());
+        let (port, metrics_port) = (free_port(Ipv4Addr::LOCALHOST.into()), free_port(Ipv4Addr::LOCALHOST.into()));
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))

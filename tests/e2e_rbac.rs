@@ -10,7 +10,7 @@
 //!
 //! Without the harness (`KUBECONFIG`, `IRSA_E2E_*`) every test fails, saying so.
 
-use std::future::Future;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +24,10 @@ use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use serde::Deserialize as _;
 use serde_json::{json, Value};
+
+#[path = "e2e_support/mod.rs"]
+mod e2e_support;
+use e2e_support::{free_port, poll};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/e2e-rbac";
 const CONFIG_MAP_ROLE: &str = "arn:aws:iam::111122223333:role/e2e-rbac-from-configmap";
@@ -92,29 +96,6 @@ fn unique(prefix: &str) -> String {
 /// Plain HTTP to the metrics port, never through a proxy from the environment.
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Polls `check` every 100 ms until it gives a value; panics with its last complaint after `timeout`.
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(value) => return value,
-            Err(complaint) => complaint,
-        };
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Deletes the cluster-scoped objects and the namespaces when the test ends, passed or failed: a leftover
@@ -392,11 +373,11 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
     create_namespace(&admin, &mut cleanup, &app_ns).await;
 
     // Ports above 1024, so no privilege is needed: the Service port is what the API server dials.
-    let port = free_port();
+    let port = free_port(Ipv4Addr::LOCALHOST.into());
     let mut sets = vec![
         format!("service.port={port}"),
         format!("containerPorts.https={port}"),
-        format!("containerPorts.metrics={}", free_port()),
+        format!("containerPorts.metrics={}", free_port(Ipv4Addr::LOCALHOST.into())),
     ];
     sets.extend(case.sets.iter().cloned());
     let rendering = Rendering::new(&release, &ns, &sets);

@@ -10,7 +10,7 @@ use irsa_webhook::commands::mutate::mutate_with_service_accounts;
 use irsa_webhook::container_credentials::ContainerCredentialsConfig;
 use irsa_webhook::identity::{Credentials, Identity, ServiceAccountRef};
 use irsa_webhook::manifest::ServiceAccountManifest;
-use irsa_webhook::mutate::mutate;
+use irsa_webhook::mutate::mutate_value as mutate;
 use irsa_webhook::settings::MutationSettings;
 use serde_json::{json, Value};
 
@@ -49,10 +49,10 @@ fn pod(containers: usize) -> Value {
     })
 }
 
-fn identity() -> Identity {
+fn identity() -> Identity<'static> {
     Identity {
-        service_account: ServiceAccountRef::new("default", "app"),
-        credentials: Credentials::WebIdentity { role_arn: "arn:aws:iam::111122223333:role/app".into() },
+        service_account: Box::leak(Box::new(ServiceAccountRef::new("default", "app"))),
+        credentials: Credentials::WebIdentity { role_arn: "arn:aws:iam::111122223333:role/app" },
         audience: None,
         regional_sts: Some(true),
         token_expiration: None,

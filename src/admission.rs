@@ -1,16 +1,18 @@
 //! AdmissionReview `admission.k8s.io/v1` and `v1beta1` in → response out, given an identity source.
 //! The only module that knows the review wire format; it knows nothing of HTTP.
+//!
+//! The review is decoded in one pass into borrowed, typed fields — of the pod only what the rules read (see
+//! `mutate::Pod`) — and the answer is written straight into the response body, the patch base64-encoded in place.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::container_credentials::ContainerCredentialsConfig;
-use crate::identity::{self, Credentials, ServiceAccountRef};
-use crate::manifest::pod_service_account;
-use crate::mutate::mutate;
+use crate::identity::{self, ServiceAccountRef};
+use crate::mutate::{mutate, shown, MutateError, Pod, Warnings};
 use crate::settings::MutationSettings;
 use crate::store::{Lookup, ServiceAccountSource};
 
@@ -20,7 +22,7 @@ const API_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     #[error("body is not a JSON AdmissionReview: {0}")]
-    NotJson(String),
+    NotJson(#[source] serde_json::Error),
     #[error("unsupported apiVersion {0:?}; expected admission.k8s.io/v1 or admission.k8s.io/v1beta1")]
     ApiVersion(String),
     #[error("kind is {0:?}, not AdmissionReview")]
@@ -31,10 +33,13 @@ pub enum AdmissionError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
-    api_version: Option<String>,
-    kind: Option<String>,
-    request: Option<ObjectOnly<RequestIn>>,
+struct ReviewIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request: Option<ObjectOnly<RequestIn<'a>>>,
 }
 
 /// serde's derived structs also accept a JSON array (fields by position); a review's request must be an object.
@@ -58,54 +63,36 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
-    uid: String,
-    #[serde(default)]
-    resource: GroupVersionResource,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    operation: Option<String>,
-    #[serde(default)]
-    object: Option<Value>,
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(default, borrow)]
+    resource: GroupVersionResource<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    operation: Option<Cow<'a, str>>,
+    /// Decoded leniently whatever it holds: a malformed pod is answered with a warning, not refused.
+    #[serde(default, borrow)]
+    object: Option<Pod<'a>>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
-struct GroupVersionResource {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    resource: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'a str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
+struct GroupVersionResource<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    resource: Cow<'a, str>,
 }
 
 /// Why a pod was or was not mutated: one log line and the metrics per admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// `credentials` as the reference's metrics name the method: `sts_web_identity` or `container_credentials`.
     Mutated {
         credentials: &'static str,
     },
@@ -116,6 +103,10 @@ pub enum Outcome {
     AlreadyMutated,
     LookupUnavailable(String),
     InvalidPod(String),
+    /// More containers than the webhook mutates (`mutate::MAX_CONTAINERS`): allowed unchanged with a warning.
+    TooManyContainers {
+        found: usize,
+    },
 }
 
 impl Outcome {
@@ -132,6 +123,7 @@ impl Outcome {
             Outcome::AlreadyMutated => "already has everything".into(),
             Outcome::LookupUnavailable(why) => format!("ServiceAccount lookup failed: {why}"),
             Outcome::InvalidPod(why) => format!("invalid pod object: {why}"),
+            Outcome::TooManyContainers { found } => format!("too many containers ({found})"),
         }
     }
 }
@@ -142,7 +134,7 @@ pub struct Reviewed {
     pub body: Vec<u8>,
     pub uid: String,
     pub namespace: String,
-    /// The pod's name, or its generateName (the name does not exist yet).
+    /// The pod's name, or its generateName followed by `*` (the name does not exist yet); cut to a sane length.
     pub pod: String,
     pub service_account: Option<ServiceAccountRef>,
     pub dry_run: bool,
@@ -163,48 +155,62 @@ impl Admission {
     /// Answers one review. Errors only for bodies that are not a review at all; a review about a bad pod is answered
     /// `allowed: true` with a warning — we never deny a pod because of our own decode problem.
     pub async fn review(&self, body: &[u8]) -> Result<Reviewed, AdmissionError> {
-        let review: ReviewIn = serde_json::from_slice(body).map_err(|e| AdmissionError::NotJson(e.to_string()))?;
+        let review: ReviewIn = serde_json::from_slice(body).map_err(AdmissionError::NotJson)?;
         let api_version = review.api_version.unwrap_or_default();
-        let api_version =
-            API_VERSIONS.into_iter().find(|v| *v == api_version).ok_or(AdmissionError::ApiVersion(api_version))?;
+        let api_version = API_VERSIONS
+            .into_iter()
+            .find(|v| *v == api_version)
+            .ok_or_else(|| AdmissionError::ApiVersion(shown(&api_version).to_string()))?;
         if review.kind.as_deref() != Some("AdmissionReview") {
-            return Err(AdmissionError::Kind(review.kind.unwrap_or_default()));
+            return Err(AdmissionError::Kind(shown(review.kind.as_deref().unwrap_or_default()).to_string()));
         }
         let ObjectOnly(request) = review.request.ok_or(AdmissionError::NoRequest)?;
 
-        let namespace = request.namespace.clone().unwrap_or_default();
+        let namespace = request.namespace.as_deref().unwrap_or_default();
         let mut reviewed = Reviewed {
             body: Vec::new(),
-            uid: request.uid.clone(),
+            uid: request.uid.to_string(),
             pod: request.object.as_ref().map(pod_name).unwrap_or_default(),
-            namespace,
+            namespace: shown(namespace).to_string(),
             service_account: None,
             dry_run: request.dry_run.unwrap_or(false),
             outcome: Outcome::Ignored,
             warnings: 0,
         };
-        let mut response =
-            ResponseOut { uid: &request.uid, allowed: true, patch_type: None, patch: None, warnings: Vec::new() };
+        let mut warnings = Warnings::default();
 
         let is_pod_create = request.resource.group.is_empty()
             && request.resource.resource == "pods"
             && request.sub_resource.as_deref().unwrap_or_default().is_empty()
             && request.operation.as_deref() == Some("CREATE");
+        let mut patch = None;
         if let (true, Some(pod)) = (is_pod_create, request.object.as_ref()) {
-            self.mutate_pod(pod, &mut reviewed, &mut response).await;
+            patch = self.mutate_pod(pod, namespace, &mut reviewed, &mut warnings).await;
         } else if is_pod_create {
             reviewed.outcome = Outcome::InvalidPod("the request has no object".into());
-            response.warnings.push("irsa-webhook: the request has no pod object; the pod was not mutated".into());
+            warnings.push("irsa-webhook: the request has no pod object; the pod was not mutated".into());
         }
 
-        reviewed.warnings = response.warnings.len();
-        let out = ReviewOut { api_version, kind: "AdmissionReview", response };
-        reviewed.body = serde_json::to_vec(&out).map_err(|e| AdmissionError::NotJson(e.to_string()))?;
+        reviewed.warnings = warnings.len();
+        reviewed.body = write_response(api_version, &request.uid, patch.as_deref(), &warnings.into_vec());
         Ok(reviewed)
     }
 
-    async fn mutate_pod(&self, pod: &Value, reviewed: &mut Reviewed, response: &mut ResponseOut<'_>) {
-        let sa = pod_service_account(pod, Some(&reviewed.namespace));
+    /// Looks the pod's identity up and runs the rules; returns the JSON Patch, if there is one.
+    async fn mutate_pod(
+        &self,
+        pod: &Pod<'_>,
+        namespace: &str,
+        reviewed: &mut Reviewed,
+        warnings: &mut Warnings,
+    ) -> Option<Vec<u8>> {
+        let sa = pod.service_account(Some(namespace));
+        if let Err(why) = sa.validate() {
+            // The API server refuses such a pod after admission; no lookup is made for a name that cannot exist.
+            warnings.push(format!("irsa-webhook: {why}; pod not mutated"));
+            reviewed.outcome = Outcome::InvalidPod(why);
+            return None;
+        }
         reviewed.service_account = Some(sa.clone());
         let in_container_credentials =
             self.container_credentials.as_ref().is_some_and(|current| current().contains(&sa));
@@ -212,54 +218,92 @@ impl Admission {
             Lookup::Found(config) => Some(config),
             Lookup::NotFound => None,
             Lookup::Unavailable(why) if !in_container_credentials => {
-                response
-                    .warnings
-                    .push(format!("irsa-webhook: could not look up ServiceAccount {sa}: {why}; pod not mutated"));
+                warnings.push(format!("irsa-webhook: could not look up ServiceAccount {sa}: {why}; pod not mutated"));
                 reviewed.outcome = Outcome::LookupUnavailable(why);
-                return;
+                return None;
             }
             Lookup::Unavailable(_) => None,
         };
-        response.warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
+        warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
         let Some(identity) = identity::resolve(&sa, config.as_deref(), in_container_credentials) else {
             reviewed.outcome = if config.is_some() { Outcome::NoRole } else { Outcome::ServiceAccountNotFound };
-            return;
+            return None;
         };
         match mutate(pod, Some(&identity), &self.settings) {
             Ok(mutation) => {
-                response.warnings.extend(mutation.warnings.iter().cloned());
+                warnings.extend(mutation.warnings.iter().cloned());
                 if mutation.is_empty() {
                     reviewed.outcome = Outcome::AlreadyMutated;
-                    return;
+                    return None;
                 }
-                match serde_json::to_vec(&mutation.patch) {
-                    Ok(patch) => {
-                        response.patch_type = Some("JSONPatch");
-                        response.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch));
-                        reviewed.outcome = Outcome::Mutated {
-                            credentials: match identity.credentials {
-                                Credentials::WebIdentity { .. } => "web-identity",
-                                Credentials::ContainerCredentials => "container-credentials",
-                            },
-                        };
-                    }
-                    Err(e) => reviewed.outcome = Outcome::InvalidPod(e.to_string()),
-                }
+                reviewed.outcome = Outcome::Mutated { credentials: identity.method() };
+                let mut patch = Vec::with_capacity(1024);
+                mutation.write_patch(&mut patch);
+                Some(patch)
+            }
+            Err(MutateError::TooManyContainers { found, limit }) => {
+                warnings.push(format!(
+                    "irsa-webhook: the pod has {found} containers and init containers, more than the {limit} the \
+                     webhook mutates; pod not mutated"
+                ));
+                reviewed.outcome = Outcome::TooManyContainers { found };
+                None
             }
             Err(error) => {
-                response.warnings.push(format!("irsa-webhook: the pod object is not valid ({error}); pod not mutated"));
+                warnings.push(format!("irsa-webhook: the pod object is not valid ({error}); pod not mutated"));
                 reviewed.outcome = Outcome::InvalidPod(error.to_string());
+                None
             }
         }
     }
 }
 
-fn pod_name(pod: &Value) -> String {
-    let field = |key| pod.pointer(key).and_then(Value::as_str).filter(|s| !s.is_empty());
-    field("/metadata/name")
-        .map(str::to_owned)
-        .or_else(|| field("/metadata/generateName").map(|g| format!("{g}*")))
-        .unwrap_or_default()
+/// The pod's name for logs: its name, else `<generateName>*`.
+fn pod_name(pod: &Pod<'_>) -> String {
+    match (pod.name(), pod.generate_name()) {
+        (Some(name), _) => shown(name).to_string(),
+        (None, Some(prefix)) => format!("{}*", shown(prefix)),
+        (None, None) => String::new(),
+    }
+}
+
+/// `{"apiVersion":…,"kind":"AdmissionReview","response":{"uid":…,"allowed":true[,"patchType":"JSONPatch","patch":…][,"warnings":[…]]}}`
+fn write_response(api_version: &str, uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Vec<u8> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+    let warnings_len: usize = warnings.iter().map(|w| w.len() + 8).sum();
+    let mut body = Vec::with_capacity(160 + uid.len() + patch_len + warnings_len);
+    body.extend_from_slice(b"{\"apiVersion\":\"");
+    body.extend_from_slice(api_version.as_bytes());
+    body.extend_from_slice(b"\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    json_string(&mut body, uid);
+    body.extend_from_slice(b",\"allowed\":true");
+    if let Some(patch) = patch {
+        body.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+        let start = body.len();
+        body.resize(start + patch_len, 0);
+        // The length was computed for exactly this input, so encoding cannot run out of room.
+        let written = engine.encode_slice(patch, &mut body[start..]).unwrap_or(0);
+        body.truncate(start + written);
+        body.push(b'"');
+    }
+    if !warnings.is_empty() {
+        body.extend_from_slice(b",\"warnings\":[");
+        for (i, warning) in warnings.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            json_string(&mut body, warning);
+        }
+        body.push(b']');
+    }
+    body.extend_from_slice(b"}}");
+    body
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 #[cfg(test)]
@@ -267,7 +311,7 @@ mod tests {
     use super::*;
     use crate::manifest::parse_service_accounts;
     use crate::store::file::FileSource;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn admission() -> Admission {
         let sas = parse_service_accounts(
@@ -309,6 +353,10 @@ mod tests {
             assert_eq!(body["response"]["patchType"], "JSONPatch");
             assert!(r.outcome.mutated());
             assert_eq!(r.pod, "web-*");
+            let patch =
+                base64::engine::general_purpose::STANDARD.decode(body["response"]["patch"].as_str().unwrap()).unwrap();
+            let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+            assert_eq!(patch.0.len(), 3, "volume, env, mount");
         }
     }
 
@@ -341,5 +389,33 @@ mod tests {
         let body = response(&r);
         assert_eq!(body["response"]["allowed"], true);
         assert!(body["response"]["warnings"][0].as_str().unwrap().contains("spec.containers must be an array"));
+    }
+
+    #[tokio::test]
+    async fn too_many_containers_is_allowed_unchanged_with_a_small_answer() {
+        let mut big: Value = serde_json::from_slice(&review("admission.k8s.io/v1", "CREATE", "app")).unwrap();
+        let containers: Vec<Value> = (0..20_000).map(|_| json!({"name": "b"})).collect();
+        big["request"]["object"]["spec"]["containers"] = Value::Array(containers);
+        let r = admission().review(&serde_json::to_vec(&big).unwrap()).await.unwrap();
+        assert_eq!(r.outcome, Outcome::TooManyContainers { found: 20_000 });
+        assert!(r.body.len() < 1024, "{} bytes", r.body.len());
+        assert!(response(&r)["response"]["warnings"][0].as_str().unwrap().contains("20000 containers"));
+    }
+
+    #[tokio::test]
+    async fn a_service_account_name_that_cannot_exist_is_not_looked_up() {
+        let long = "x".repeat(100_000);
+        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", &long)).await.unwrap();
+        assert!(matches!(r.outcome, Outcome::InvalidPod(_)));
+        assert!(r.body.len() < 2048, "the name is not echoed whole: {} bytes", r.body.len());
+    }
+
+    #[test]
+    fn the_response_escapes_what_it_echoes() {
+        let body = write_response("admission.k8s.io/v1", "a\"b", Some(b"[]"), &["line\nbreak".to_owned()]);
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["response"]["uid"], "a\"b");
+        assert_eq!(value["response"]["patch"], "W10=");
+        assert_eq!(value["response"]["warnings"][0], "line\nbreak");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::server::tls::TlsMinVersion;
-use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, MutationSettings, RoleArnComposer};
+use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, RoleArnComposer};
 
 /// Go's flag package accepts `--flag`, `--flag=true` and `--flag=false`; the reference's users write all three.
 macro_rules! go_bool {
@@ -348,6 +348,10 @@ pub struct MutationArgs {
     /// Inject AWS_ROLE_SESSION_NAME = the pod's name (downward API, so generated names work).
     #[arg(long, env = "IRSA_INJECT_ROLE_SESSION_NAME", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
     pub inject_role_session_name: bool,
+    /// What to add to a pod whose ServiceAccount has a role: everything, or only the fsGroup fix (when another
+    /// webhook, such as EKS's managed one, injects the credentials).
+    #[arg(long, env = "IRSA_INJECT", value_enum, default_value_t = InjectMode::Full)]
+    pub inject: InjectMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,7 +360,7 @@ pub enum SettingsError {
     ComposeWithoutAccount,
     #[error("--aws-account-id must be 12 digits, got {0:?}")]
     BadAccount(String),
-    #[error("--default-fs-group must be a GID >= 0, got {0}")]
+    #[error("--default-fs-group must be a GID from 0 to 2147483647, got {0}")]
     BadFsGroup(i64),
     #[error("--token-mount-path and --container-credentials-token-mount-path must be absolute paths")]
     RelativeMountPath,
@@ -378,7 +382,7 @@ impl MutationArgs {
         } else {
             None
         };
-        if self.default_fs_group < 0 {
+        if !(0..=crate::identity::MAX_GID).contains(&self.default_fs_group) {
             return Err(SettingsError::BadFsGroup(self.default_fs_group));
         }
         if !self.token_mount_path.starts_with('/') || !self.container_credentials_token_mount_path.starts_with('/') {
@@ -402,6 +406,7 @@ impl MutationArgs {
             fs_group_fix: self.fs_group_fix,
             default_fs_group: self.default_fs_group,
             inject_role_session_name: self.inject_role_session_name,
+            inject: self.inject,
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::identity::{
     POD_SKIP_CONTAINERS, SA_AUDIENCE, SA_KEYS, SA_ROLE_ARN, SA_STS_REGIONAL_ENDPOINTS, SA_TOKEN_EXPIRATION,
 };
 use crate::manifest::{self, ServiceAccountManifest};
-use crate::mutate::{mutate, MutateError};
+use crate::mutate::{mutate_value as mutate, MutateError};
 use crate::settings::{FsGroupFix, MutationSettings, MIN_TOKEN_EXPIRATION, WEB_IDENTITY_VOLUME_NAME};
 use selector::{labels_of, LabelSelector, Requirement};
 
@@ -919,7 +919,7 @@ fn check_fs_group(
     if let Some(annotations) = probe_pod.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
         annotations.remove(&key);
     }
-    let probe_identity = Identity { fs_group: None, ..identity.clone() };
+    let probe_identity = Identity { fs_group: None, ..*identity };
     let probe = |fix: FsGroupFix| -> Result<Option<i64>, DoctorError> {
         let settings = MutationSettings { fs_group_fix: fix, ..inputs.settings.clone() };
         let mutation = mutate(&probe_pod, Some(&probe_identity), &settings)?;
@@ -979,7 +979,7 @@ fn check_token(inputs: &Inputs<'_>, identity: &Identity, effective: &Value, find
     let prefix = settings.annotation_prefix.as_str();
     let (volume_name, expected) = match identity.credentials {
         Credentials::WebIdentity { .. } => {
-            (WEB_IDENTITY_VOLUME_NAME, identity.audience.clone().unwrap_or_else(|| settings.token_audience.clone()))
+            (WEB_IDENTITY_VOLUME_NAME, identity.audience.unwrap_or(&settings.token_audience).to_owned())
         }
         Credentials::ContainerCredentials => {
             (settings.container_credentials.token_volume_name.as_str(), settings.container_credentials.audience.clone())

@@ -31,11 +31,42 @@ impl ServiceAccountRef {
     }
 }
 
+impl ServiceAccountRef {
+    /// Whether this can name a ServiceAccount at all: a namespace is a DNS label (RFC 1123, at most 63
+    /// characters), a ServiceAccount name a DNS subdomain (at most 253). A pod naming anything else is refused by
+    /// the API server, so nothing is looked up for it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_dns_label(&self.namespace) {
+            return Err(format!("namespace {:?} is not a valid namespace name", crate::mutate::shown(&self.namespace)));
+        }
+        if !is_dns_subdomain(&self.name) {
+            return Err(format!("ServiceAccount name {:?} is not a valid name", crate::mutate::shown(&self.name)));
+        }
+        Ok(())
+    }
+}
+
+fn is_dns_label(text: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = text.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| alnum(*b) || *b == b'-')
+        && bytes.first().copied().is_some_and(alnum)
+        && bytes.last().copied().is_some_and(alnum)
+}
+
+fn is_dns_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
 impl fmt::Display for ServiceAccountRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }
 }
+
+/// The largest GID Kubernetes accepts for `fsGroup` (and `runAsGroup`): a non-negative int32.
+pub const MAX_GID: i64 = i32::MAX as i64;
 
 /// An explicit fsGroup request from an annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +81,7 @@ impl FsGroupRequest {
         if value.eq_ignore_ascii_case("off") {
             return Some(Self::Off);
         }
-        value.parse::<i64>().ok().filter(|gid| *gid >= 0).map(Self::Gid)
+        value.parse::<i64>().ok().filter(|gid| (0..=MAX_GID).contains(gid)).map(Self::Gid)
     }
 }
 
@@ -107,7 +138,7 @@ impl ServiceAccountConfig {
                 FS_GROUP => match FsGroupRequest::parse(value) {
                     Some(request) => config.fs_group = Some(request),
                     None => config.warnings.push(format!(
-                        "ServiceAccount {sa}: {prefix}/{FS_GROUP} {value:?} is not a GID or \"off\"; ignored"
+                        "ServiceAccount {sa}: {prefix}/{FS_GROUP} {value:?} is not a GID (0-{MAX_GID}) or \"off\"; ignored"
                     )),
                 },
                 other => {
@@ -147,49 +178,58 @@ pub fn role_arn_from(value: &str, source: &str, settings: &MutationSettings) -> 
 }
 
 /// How the pod gets its credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
     /// IRSA: `AWS_ROLE_ARN` + a projected token for `AssumeRoleWithWebIdentity`.
-    WebIdentity { role_arn: String },
+    WebIdentity { role_arn: &'a str },
     /// EKS Pod Identity: the agent at `--container-credentials-full-uri` exchanges the token.
     ContainerCredentials,
 }
 
-/// Everything the mutation needs to know about the pod's identity. Unset options fall back to the settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub service_account: ServiceAccountRef,
-    pub credentials: Credentials,
-    pub audience: Option<String>,
+/// Everything the mutation needs to know about the pod's identity, borrowed from the ServiceAccount's config.
+/// Unset options fall back to the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity<'a> {
+    pub service_account: &'a ServiceAccountRef,
+    pub credentials: Credentials<'a>,
+    pub audience: Option<&'a str>,
     pub regional_sts: Option<bool>,
     pub token_expiration: Option<i64>,
     pub fs_group: Option<FsGroupRequest>,
 }
 
+impl Identity<'_> {
+    /// The credential method as the reference's metrics name it (`pod_identity_webhook_pod_count{method}`).
+    pub fn method(&self) -> &'static str {
+        match self.credentials {
+            Credentials::WebIdentity { .. } => "sts_web_identity",
+            Credentials::ContainerCredentials => "container_credentials",
+        }
+    }
+}
+
 /// The identity for pods of `sa`, if any. Container credentials win over a role ARN (as in the reference); they
 /// apply even when the ServiceAccount is unknown, because the container-credentials config names it.
-pub fn resolve(
-    sa: &ServiceAccountRef,
-    config: Option<&ServiceAccountConfig>,
+pub fn resolve<'a>(
+    sa: &'a ServiceAccountRef,
+    config: Option<&'a ServiceAccountConfig>,
     container_credentials: bool,
-) -> Option<Identity> {
+) -> Option<Identity<'a>> {
     let credentials = if container_credentials {
         Credentials::ContainerCredentials
     } else {
-        Credentials::WebIdentity { role_arn: config?.role_arn.clone()? }
+        Credentials::WebIdentity { role_arn: config?.role_arn.as_deref()? }
     };
-    let empty = ServiceAccountConfig::default();
-    let config = config.unwrap_or(&empty);
     Some(Identity {
-        service_account: sa.clone(),
+        service_account: sa,
         audience: match credentials {
-            Credentials::WebIdentity { .. } => config.audience.clone(),
+            Credentials::WebIdentity { .. } => config.and_then(|c| c.audience.as_deref()),
             Credentials::ContainerCredentials => None,
         },
         credentials,
-        regional_sts: config.regional_sts,
-        token_expiration: config.token_expiration,
-        fs_group: config.fs_group,
+        regional_sts: config.and_then(|c| c.regional_sts),
+        token_expiration: config.and_then(|c| c.token_expiration),
+        fs_group: config.and_then(|c| c.fs_group),
     })
 }
 
@@ -228,9 +268,19 @@ pub fn validate_role_arn(arn: &str) -> Result<(), &'static str> {
 }
 
 /// A known key that `key` was probably meant to be: same after folding case and `_`, or within two edits.
+/// Bounded whatever the key: one whose length differs from a known key's by more than two can be neither.
 pub fn near_miss<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let key = key.trim();
+    let close_in_length = |k: &str| key.len().abs_diff(k.len()) <= 2;
+    if !known.iter().any(|k| close_in_length(k)) {
+        return None;
+    }
     let folded = fold(key);
-    known.iter().find(|k| fold(k) == folded || (folded.len() >= 5 && edit_distance(&folded, k) <= 2)).copied()
+    known
+        .iter()
+        .filter(|k| close_in_length(k))
+        .find(|k| fold(k) == folded || (folded.len() >= 5 && edit_distance(&folded, k) <= 2))
+        .copied()
 }
 
 /// `eks.amazon.com/role-arn` and friends: a known key under a prefix that is almost the configured one.
@@ -239,26 +289,32 @@ pub fn foreign_prefix_hint(key: &str, prefix: &str, known: &[&str]) -> Option<St
     if other_prefix == prefix {
         return None;
     }
+    let name = name.trim();
+    let known_name = known.iter().find(|k| k.len() == name.len() && fold(k) == fold(name))?;
     let looks_aws = other_prefix.contains("amazon") || other_prefix.contains("aws") || other_prefix.starts_with("eks");
-    let close = edit_distance(&other_prefix.to_ascii_lowercase(), prefix) <= 3;
-    let known_name = known.iter().find(|k| fold(k) == fold(name))?;
-    (looks_aws || close).then(|| format!("annotation {key} is ignored; the webhook reads {prefix}/{known_name}"))
+    // Only prefixes of about the same length can be within three edits; others are not measured.
+    let close = || {
+        other_prefix.len().abs_diff(prefix.len()) <= 3 && edit_distance(&other_prefix.to_ascii_lowercase(), prefix) <= 3
+    };
+    (looks_aws || close()).then(|| format!("annotation {key} is ignored; the webhook reads {prefix}/{known_name}"))
 }
 
 fn fold(key: &str) -> String {
     key.trim().to_ascii_lowercase().replace('_', "-")
 }
 
+/// Levenshtein distance over characters, in two rows. Callers bound the lengths.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
     for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
+        current[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
         }
-        previous = current;
+        std::mem::swap(&mut previous, &mut current);
     }
     previous[b.len()]
 }
@@ -380,11 +436,13 @@ mod tests {
     #[test]
     fn container_credentials_win_and_need_no_service_account() {
         let c = ServiceAccountConfig { role_arn: Some("arn".into()), ..Default::default() };
-        let id = resolve(&sa(), Some(&c), true).map(|i| i.credentials);
+        let sa = sa();
+        let sa = &sa;
+        let id = resolve(sa, Some(&c), true).map(|i| i.credentials);
         assert_eq!(id, Some(Credentials::ContainerCredentials));
-        assert_eq!(resolve(&sa(), None, true).map(|i| i.credentials), Some(Credentials::ContainerCredentials));
-        assert_eq!(resolve(&sa(), None, false), None);
-        assert_eq!(resolve(&sa(), Some(&ServiceAccountConfig::default()), false), None);
+        assert_eq!(resolve(sa, None, true).map(|i| i.credentials), Some(Credentials::ContainerCredentials));
+        assert_eq!(resolve(sa, None, false), None);
+        assert_eq!(resolve(sa, Some(&ServiceAccountConfig::default()), false), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::identity::ServiceAccountRef;
+use crate::mutate::Pod;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -106,12 +107,9 @@ pub fn parse_service_accounts(text: &str) -> Result<Vec<ServiceAccountManifest>,
     parse_documents(text)?.iter().map(ServiceAccountManifest::from_object).collect()
 }
 
-/// The namespace and ServiceAccount a pod runs as, with Kubernetes' defaults.
+/// The namespace and ServiceAccount a pod runs as, with Kubernetes' defaults (see `mutate::Pod::service_account`).
 pub fn pod_service_account(pod: &Value, namespace_override: Option<&str>) -> ServiceAccountRef {
-    let text = |pointer| pod.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let namespace = namespace_override.filter(|s| !s.is_empty()).or(text("/metadata/namespace")).unwrap_or("default");
-    let name = text("/spec/serviceAccountName").or(text("/spec/serviceAccount")).unwrap_or("default");
-    ServiceAccountRef::new(namespace, name)
+    Pod::from_value(pod).unwrap_or_default().service_account(namespace_override)
 }
 
 #[cfg(test)]

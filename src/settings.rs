@@ -32,6 +32,7 @@ pub struct MutationSettings {
     pub fs_group_fix: FsGroupFix,
     pub default_fs_group: i64,
     pub inject_role_session_name: bool,
+    pub inject: InjectMode,
 }
 
 impl Default for MutationSettings {
@@ -48,6 +49,7 @@ impl Default for MutationSettings {
             fs_group_fix: FsGroupFix::Auto,
             default_fs_group: DEFAULT_FS_GROUP,
             inject_role_session_name: false,
+            inject: InjectMode::Full,
         }
     }
 }
@@ -97,6 +99,15 @@ pub enum FsGroupFix {
     Always,
     /// Never touch fsGroup (the reference's behaviour).
     Never,
+}
+
+/// What the webhook adds to a pod whose ServiceAccount gives it a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InjectMode {
+    /// The token volume, its mount, the env vars and the fsGroup fix.
+    Full,
+    /// Only the fsGroup fix: for clusters where another webhook (EKS's managed one) injects the credentials.
+    FsGroupOnly,
 }
 
 /// The AWS partition a region belongs to; used to compose ARNs without instance metadata.

@@ -10,9 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use irsa_webhook::commands::mutate::mutate_with_service_accounts;
 use irsa_webhook::container_credentials::ContainerCredentialsConfig;
-use irsa_webhook::identity::{Credentials, FsGroupRequest, Identity, ServiceAccountRef};
+use irsa_webhook::identity::{self, Credentials, FsGroupRequest, Identity, ServiceAccountConfig, ServiceAccountRef};
 use irsa_webhook::manifest::ServiceAccountManifest;
-use irsa_webhook::mutate::mutate;
+use irsa_webhook::mutate::mutate_value as mutate;
 use irsa_webhook::settings::{clamp_token_expiration, FsGroupFix, MutationSettings};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -313,30 +313,49 @@ fn arb_pod() -> impl Strategy<Value = Value> {
         )
 }
 
-fn arb_identity() -> impl Strategy<Value = Identity> {
-    let credentials = prop_oneof![
+/// An identity as a ServiceAccount's config gives it (the core borrows it from there).
+#[derive(Debug, Clone)]
+struct ArbIdentity {
+    service_account: ServiceAccountRef,
+    config: ServiceAccountConfig,
+    container_credentials: bool,
+}
+
+impl ArbIdentity {
+    fn get(&self) -> Identity<'_> {
+        identity::resolve(&self.service_account, Some(&self.config), self.container_credentials)
+            .expect("a role or container credentials")
+    }
+}
+
+fn arb_identity() -> impl Strategy<Value = ArbIdentity> {
+    let role = prop_oneof![
         3 => prop_oneof![
             Just("arn:aws:iam::111122223333:role/app".to_owned()),
             Just("arn:aws-cn:iam::111122223333:role/path/app".to_owned()),
             Just("not-an-arn".to_owned()),
         ]
-        .prop_map(|role_arn| Credentials::WebIdentity { role_arn }),
-        1 => Just(Credentials::ContainerCredentials),
+        .prop_map(Some),
+        1 => Just(None),
     ];
     (
-        credentials,
+        role,
         prop::option::of(prop_oneof![Just("sts.amazonaws.com".to_owned()), "[a-z~/]{1,10}"]),
         prop::option::of(any::<bool>()),
         prop::option::of(prop_oneof![-10i64..100_000, Just(i64::MAX), Just(i64::MIN)]),
         prop::option::of(prop_oneof![(0i64..70000).prop_map(FsGroupRequest::Gid), Just(FsGroupRequest::Off)]),
     )
-        .prop_map(|(credentials, audience, regional_sts, token_expiration, fs_group)| Identity {
+        .prop_map(|(role_arn, audience, regional_sts, token_expiration, fs_group)| ArbIdentity {
             service_account: ServiceAccountRef::new("default", "app"),
-            credentials,
-            audience,
-            regional_sts,
-            token_expiration,
-            fs_group,
+            container_credentials: role_arn.is_none(),
+            config: ServiceAccountConfig {
+                role_arn,
+                audience,
+                regional_sts,
+                token_expiration,
+                fs_group,
+                warnings: Vec::new(),
+            },
         })
 }
 
@@ -483,6 +502,7 @@ proptest! {
 
     #[test]
     fn mutation_is_sound(pod in arb_pod(), identity in arb_identity(), settings in arb_settings()) {
+        let identity = identity.get();
         prop_assert!(duplicates(&pod).is_empty(), "generator made duplicates: {:?}", duplicates(&pod));
         let mutation = mutate(&pod, Some(&identity), &settings).expect("a generated pod is valid");
         let ops = ops(&mutation.patch);
@@ -583,6 +603,7 @@ proptest! {
     /// Arbitrary JSON: Ok or Err, never a panic, with or without an identity, through the offline pipeline too.
     #[test]
     fn arbitrary_json_never_panics(value in arb_json(), identity in arb_identity(), settings in arb_settings()) {
+        let identity = identity.get();
         let _ = mutate(&value, Some(&identity), &settings);
         let _ = mutate(&value, None, &settings);
         let mut sas = HashMap::new();
@@ -607,6 +628,7 @@ proptest! {
         identity in arb_identity(),
         settings in arb_settings(),
     ) {
+        let identity = identity.get();
         let mut candidates = Vec::new();
         pointers(&pod, String::new(), &mut candidates);
         let target = pick.get(&candidates).clone();

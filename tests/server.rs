@@ -168,7 +168,7 @@ async fn answers_v1_and_v1beta1_in_kind() {
         assert!(patch.to_string().contains("arn:aws:iam::111122223333:role/app"));
     }
     let metrics = reqwest::get(format!("{}/metrics", server.metrics)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("pod_identity_webhook_pod_count{method=\"web-identity\"} 2"), "{metrics}");
+    assert!(metrics.contains("pod_identity_webhook_pod_count{method=\"sts_web_identity\"} 2"), "{metrics}");
     assert!(metrics.contains("irsa_webhook_service_accounts_cached 1"), "{metrics}");
 }
 

@@ -9,7 +9,7 @@ use crate::cli::{MutateArgs, MutateOutput};
 use crate::container_credentials::ContainerCredentialsConfig;
 use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
 use crate::manifest::{self, ServiceAccountManifest};
-use crate::mutate::{mutate, MutateError, Mutation};
+use crate::mutate::{mutate_value, MutateError, ValueMutation};
 use crate::settings::MutationSettings;
 
 use super::inputs::{self, InputError};
@@ -65,7 +65,7 @@ pub fn mutate_with_service_accounts(
     service_accounts: &HashMap<ServiceAccountRef, ServiceAccountManifest>,
     container_credentials: &ContainerCredentialsConfig,
     settings: &MutationSettings,
-) -> Result<Mutation, MutateError> {
+) -> Result<ValueMutation, MutateError> {
     let sa = manifest::pod_service_account(pod, None);
     let config = service_accounts.get(&sa).map(|m| {
         ServiceAccountConfig::from_annotations(
@@ -82,7 +82,13 @@ pub fn mutate_with_service_accounts(
     }
     warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
     let identity = identity::resolve(&sa, config.as_ref(), in_container_credentials);
-    let mut mutation = mutate(pod, identity.as_ref(), settings)?;
+    let mut mutation = match mutate_value(pod, identity.as_ref(), settings) {
+        // The webhook admits such a pod unchanged with a warning; so does the offline command.
+        Err(error @ MutateError::TooManyContainers { .. }) => {
+            ValueMutation { warnings: vec![format!("{error}; the pod is left unchanged")], ..ValueMutation::default() }
+        }
+        other => other?,
+    };
     warnings.append(&mut mutation.warnings);
     mutation.warnings = warnings;
     Ok(mutation)

@@ -1,59 +1,51 @@
 //! The fsGroup fix: a non-root process cannot read a token file owned by root:root 0600. With `fsGroup` set, the
 //! kubelet makes it group-readable by that GID, which every container in the pod gets as a supplemental group.
 
-use serde_json::{json, Map, Value};
-
-use super::patch::{PatchBuilder, Step};
 use super::pod::{ContainerView, PodView};
-use crate::identity::{FsGroupRequest, Identity, FS_GROUP};
+use super::warnings::{shown, Warnings};
+use super::Change;
+use crate::identity::{FsGroupRequest, Identity, FS_GROUP, MAX_GID};
 use crate::settings::{FsGroupFix, MutationSettings};
 
 pub(super) fn add_fs_group(
     view: &PodView<'_>,
     targets: &[&ContainerView<'_>],
-    identity: &Identity,
+    identity: &Identity<'_>,
     settings: &MutationSettings,
-    patch: &mut PatchBuilder,
-    warnings: &mut Vec<String>,
+    changes: &mut Vec<Change<'_>>,
+    warnings: &mut Warnings,
 ) {
     let pod_context = view.security_context();
     // Windows pods may not set fsGroup, and an existing fsGroup is the owner's decision.
-    if view.is_windows() || pod_context.and_then(|c| c.get("fsGroup")).is_some_and(|g| !g.is_null()) {
+    if view.is_windows() || pod_context.is_some_and(|c| c.fs_group.0) {
         return;
     }
     let Some(gid) = choose_gid(view, targets, identity, settings, warnings) else {
         return;
     };
-    match pod_context {
-        None => patch.add(
-            &[Step::Key("spec"), Step::Key("securityContext")],
-            json!({"fsGroup": gid, "fsGroupChangePolicy": "OnRootMismatch"}),
-        ),
-        Some(context) => {
-            patch.add(&[Step::Key("spec"), Step::Key("securityContext"), Step::Key("fsGroup")], json!(gid));
-            // OnRootMismatch: big volumes are not chowned on every start.
-            if context.get("fsGroupChangePolicy").is_none_or(Value::is_null) {
-                patch.add(
-                    &[Step::Key("spec"), Step::Key("securityContext"), Step::Key("fsGroupChangePolicy")],
-                    json!("OnRootMismatch"),
-                );
-            }
-        }
-    }
+    changes.push(Change::FsGroup {
+        gid,
+        // OnRootMismatch: big volumes are not chowned on every start.
+        change_policy: pod_context.is_none_or(|c| !c.fs_group_change_policy.0),
+        create_context: pod_context.is_none(),
+    });
 }
 
 fn choose_gid(
     view: &PodView<'_>,
     targets: &[&ContainerView<'_>],
-    identity: &Identity,
+    identity: &Identity<'_>,
     settings: &MutationSettings,
-    warnings: &mut Vec<String>,
+    warnings: &mut Warnings,
 ) -> Option<i64> {
-    let key = format!("{}/{FS_GROUP}", settings.annotation_prefix);
-    let from_pod = view.annotation(&key).and_then(|value| {
+    let prefix = &settings.annotation_prefix;
+    let from_pod = view.annotation_under(prefix, FS_GROUP).and_then(|value| {
         let parsed = FsGroupRequest::parse(value);
         if parsed.is_none() {
-            warnings.push(format!("pod annotation {key} {value:?} is not a GID or \"off\"; ignored"));
+            warnings.push(format!(
+                "pod annotation {prefix}/{FS_GROUP} {:?} is not a GID (0-{MAX_GID}) or \"off\"; ignored",
+                shown(value)
+            ));
         }
         parsed
     });
@@ -67,18 +59,19 @@ fn choose_gid(
         FsGroupFix::Never => false,
         FsGroupFix::Always => true,
         FsGroupFix::Auto => {
-            runs_as_non_root(pod_context) || targets.iter().any(|c| runs_as_non_root(c.security_context))
+            let pod = pod_context.map(|c| (c.run_as_user.0, c.run_as_non_root.0));
+            runs_as_non_root(pod)
+                || targets
+                    .iter()
+                    .any(|c| runs_as_non_root(c.security_context.map(|s| (s.run_as_user.0, s.run_as_non_root.0))))
         }
     };
-    wanted.then(|| {
-        pod_context.and_then(|c| c.get("runAsGroup")).and_then(Value::as_i64).unwrap_or(settings.default_fs_group)
-    })
+    // runAsGroup outside Kubernetes' range would be refused with the pod anyway; the default GID is valid.
+    let run_as_group = pod_context.and_then(|c| c.run_as_group.0).filter(|gid| (0..=MAX_GID).contains(gid));
+    wanted.then(|| run_as_group.unwrap_or(settings.default_fs_group))
 }
 
-fn runs_as_non_root(context: Option<&Map<String, Value>>) -> bool {
-    let Some(context) = context else {
-        return false;
-    };
-    context.get("runAsUser").and_then(Value::as_i64).is_some_and(|uid| uid > 0)
-        || context.get("runAsNonRoot").and_then(Value::as_bool) == Some(true)
+/// `(runAsUser, runAsNonRoot)` of a security context says the process is not root.
+fn runs_as_non_root(context: Option<(Option<i64>, Option<bool>)>) -> bool {
+    context.is_some_and(|(user, non_root)| user.is_some_and(|uid| uid > 0) || non_root == Some(true))
 }

@@ -1,10 +1,11 @@
-use super::*;
+use super::{mutate_value as mutate, *};
 use crate::identity::{FsGroupRequest, ServiceAccountRef};
+use serde_json::json;
 
-fn web_identity() -> Identity {
+fn web_identity() -> Identity<'static> {
     Identity {
-        service_account: ServiceAccountRef::new("default", "app"),
-        credentials: Credentials::WebIdentity { role_arn: "arn:aws:iam::111122223333:role/app".into() },
+        service_account: Box::leak(Box::new(ServiceAccountRef::new("default", "app"))),
+        credentials: Credentials::WebIdentity { role_arn: "arn:aws:iam::111122223333:role/app" },
         audience: None,
         regional_sts: None,
         token_expiration: None,
@@ -12,7 +13,7 @@ fn web_identity() -> Identity {
     }
 }
 
-fn apply(pod: &Value, mutation: &Mutation) -> Value {
+fn apply(pod: &Value, mutation: &ValueMutation) -> Value {
     let mut out = pod.clone();
     json_patch::patch(&mut out, &mutation.patch).expect("patch applies");
     out

@@ -1189,7 +1189,7 @@ impl WebhookProcess {
     }
 
     /// One sample of `/metrics`: `series` is the name with its labels exactly as printed, e.g.
-    /// `pod_identity_webhook_pod_count{method="web-identity"}`.
+    /// `pod_identity_webhook_pod_count{method="sts_web_identity"}`.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics().await, series)
     }

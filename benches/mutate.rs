@@ -1,18 +1,60 @@
-//! Benchmarks of the mutation core and of the offline pipeline a request takes.
+//! Benchmarks of the request path: a whole review answered (`Admission::review`: decode, look up, mutate, write the
+//! answer) next to the floor — a plain serde_json parse of the same bytes into a `Value` and its serialization —
+//! and the mutation core alone.
 //!
 //! cargo bench --bench mutate -- --warm-up-time 1 --measurement-time 3
 
-use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use irsa_webhook::commands::mutate::mutate_with_service_accounts;
-use irsa_webhook::container_credentials::ContainerCredentialsConfig;
+use irsa_webhook::admission::Admission;
 use irsa_webhook::identity::{Credentials, Identity, ServiceAccountRef};
-use irsa_webhook::manifest::ServiceAccountManifest;
-use irsa_webhook::mutate::mutate_value as mutate;
+use irsa_webhook::manifest::parse_service_accounts;
+use irsa_webhook::mutate::{mutate, Pod};
 use irsa_webhook::settings::MutationSettings;
+use irsa_webhook::store::file::FileSource;
 use serde_json::{json, Value};
+
+/// The two reviews `benches/load.sh` sends: the README's example, and a Deployment's pod as the API server sends
+/// it (managedFields, ownerReferences, two containers with probes, resources, ports and ten env vars each, the
+/// kube-api-access volume).
+const REVIEWS: [(&str, &str); 2] = [
+    ("example", include_str!("../examples/admission-review.json")),
+    ("deployment", include_str!("../examples/admission-review-deployment.json")),
+];
+
+fn admission() -> Admission {
+    let settings = Arc::new(MutationSettings::default());
+    let service_accounts = parse_service_accounts(include_str!("../examples/serviceaccounts.yaml")).expect("examples");
+    Admission {
+        source: Arc::new(FileSource::from_manifests(service_accounts, &settings)),
+        settings,
+        container_credentials: None,
+    }
+}
+
+/// Answering a review against the floor of touching its bytes at all with serde_json.
+fn review(c: &mut Criterion) {
+    let admission = admission();
+    let mut group = c.benchmark_group("review");
+    for (label, review) in REVIEWS {
+        let bytes = review.as_bytes();
+        let answered = futures::executor::block_on(admission.review(bytes)).expect("a review");
+        assert!(answered.outcome.mutated(), "{label}: {:?}", answered.outcome);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(BenchmarkId::new("floor: Value parse + serialize", label), bytes, |b, bytes| {
+            b.iter(|| {
+                let value: Value = serde_json::from_slice(black_box(bytes)).expect("JSON");
+                serde_json::to_vec(&value).expect("serializes")
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("Admission::review", label), bytes, |b, bytes| {
+            b.iter(|| futures::executor::block_on(admission.review(black_box(bytes))).expect("a review").body)
+        });
+    }
+    group.finish();
+}
 
 fn container(name: &str, env: usize, mounts: usize) -> Value {
     json!({
@@ -26,19 +68,13 @@ fn container(name: &str, env: usize, mounts: usize) -> Value {
     })
 }
 
-/// A pod as a Deployment makes it: `containers` containers and one init container, each with 5 env vars and
-/// 2 mounts, non-root so the fsGroup fix applies.
-fn pod(containers: usize) -> Value {
-    json!({
+/// A pod with `containers` containers and one init container, each with 5 env vars and 2 mounts, non-root so
+/// the fsGroup fix applies.
+fn pod(containers: usize) -> Vec<u8> {
+    serde_json::to_vec(&json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "generateName": "web-7d4b9c8f6-",
-            "namespace": "default",
-            "labels": {"app": "web", "pod-template-hash": "7d4b9c8f6"},
-            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c8f6", "uid": "0b0c5c6e-7a43-4d8e-9c1e-0f2f0a6b1d11", "controller": true}],
-        },
+        "metadata": {"generateName": "web-7d4b9c8f6-", "namespace": "default", "labels": {"app": "web"}},
         "spec": {
             "serviceAccountName": "app",
             "securityContext": {"runAsUser": 1000, "runAsNonRoot": true},
@@ -46,73 +82,38 @@ fn pod(containers: usize) -> Value {
             "containers": (0..containers).map(|i| container(&format!("c{i}"), 5, 2)).collect::<Vec<_>>(),
             "volumes": [{"name": "data-0", "emptyDir": {}}, {"name": "data-1", "configMap": {"name": "web"}}],
         },
-    })
+    }))
+    .expect("serializes")
 }
 
-fn identity() -> Identity<'static> {
-    Identity {
-        service_account: Box::leak(Box::new(ServiceAccountRef::new("default", "app"))),
+/// The rules alone: decode the pod bytes, mutate, write the patch.
+fn core(c: &mut Criterion) {
+    let service_account = ServiceAccountRef::new("default", "app");
+    let identity = Identity {
+        service_account: &service_account,
         credentials: Credentials::WebIdentity { role_arn: "arn:aws:iam::111122223333:role/app" },
         audience: None,
         regional_sts: Some(true),
         token_expiration: None,
         fs_group: None,
-    }
-}
-
-fn settings() -> MutationSettings {
-    MutationSettings { aws_default_region: Some("us-west-2".into()), ..MutationSettings::default() }
-}
-
-fn service_accounts() -> HashMap<ServiceAccountRef, ServiceAccountManifest> {
-    let sa = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": "app", "namespace": "default", "annotations": {
-            "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/app",
-            "eks.amazonaws.com/sts-regional-endpoints": "true",
-        }},
-    });
-    let manifest = ServiceAccountManifest::from_object(&sa).expect("a ServiceAccount");
-    HashMap::from([(manifest.reference.clone(), manifest)])
-}
-
-fn core(c: &mut Criterion) {
-    let identity = identity();
-    let settings = settings();
+    };
+    let settings = MutationSettings { aws_default_region: Some("us-west-2".into()), ..MutationSettings::default() };
     let mut group = c.benchmark_group("core");
     for (label, containers) in [("typical (2 containers + 1 init)", 2), ("large (20 containers + 1 init)", 20)] {
-        let pod = pod(containers);
-        assert!(!mutate(&pod, Some(&identity), &settings).unwrap().is_empty());
-        group.throughput(Throughput::Elements(1));
-        group.bench_with_input(BenchmarkId::new("mutate", label), &pod, |b, pod| {
-            b.iter(|| mutate(black_box(pod), Some(&identity), &settings).unwrap())
-        });
-    }
-    group.finish();
-}
-
-/// What a request does around the core: parse the pod bytes, find the ServiceAccount and resolve the identity,
-/// mutate, serialize the patch.
-fn pipeline(c: &mut Criterion) {
-    let settings = settings();
-    let service_accounts = service_accounts();
-    let container_credentials = ContainerCredentialsConfig::default();
-    let mut group = c.benchmark_group("pipeline");
-    for (label, containers) in [("typical (2 containers + 1 init)", 2), ("large (20 containers + 1 init)", 20)] {
-        let bytes = serde_json::to_vec(&pod(containers)).unwrap();
+        let bytes = pod(containers);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_with_input(BenchmarkId::new("parse+resolve+mutate+serialize", label), &bytes, |b, bytes| {
+        group.bench_with_input(BenchmarkId::new("decode + mutate + write patch", label), &bytes, |b, bytes| {
             b.iter(|| {
-                let pod: Value = serde_json::from_slice(black_box(bytes)).unwrap();
-                let mutation =
-                    mutate_with_service_accounts(&pod, &service_accounts, &container_credentials, &settings).unwrap();
-                serde_json::to_vec(&mutation.patch).unwrap()
+                let pod = Pod::from_json(black_box(bytes)).expect("a pod");
+                let mutation = mutate(&pod, Some(&identity), &settings).expect("valid");
+                let mut patch = Vec::with_capacity(2048);
+                mutation.write_patch(&mut patch);
+                patch
             })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, core, pipeline);
+criterion_group!(benches, review, core);
 criterion_main!(benches);

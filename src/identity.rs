@@ -249,7 +249,8 @@ fn fold(key: &str) -> String {
     key.trim().to_ascii_lowercase().replace('_', "-")
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance, O(len(a) × len(b)): callers keep the inputs short.
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

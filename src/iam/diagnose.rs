@@ -842,6 +842,22 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_element_and_not_principal_are_named() {
+        use crate::iam::{check, parse, Facts};
+        use crate::identity::ServiceAccountRef;
+        use crate::oidc::Issuer;
+
+        let text = br#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRoleWithWebIdentity","Resource":"*"}]}"#;
+        let issuer = Issuer::parse("https://oidc.example.com").unwrap();
+        let sa = ServiceAccountRef::new("team", "app");
+        let facts = Facts { issuer: &issuer, service_account: &sa, audience: "sts.amazonaws.com", role_arn: None };
+        let findings = check(&parse(text).unwrap(), &facts);
+        assert!(findings.iter().all(|f| f.status == Status::Hint), "{findings:?}");
+        assert!(findings[0].message.contains("Resource element"), "{findings:?}");
+        assert!(findings[1].message.contains("NotPrincipal is not evaluated"), "{findings:?}");
+    }
+
+    #[test]
     fn blocks_apply_every_correction_of_their_operator() {
         let statement = Statement {
             index: 1,

@@ -4,6 +4,8 @@
 //! named: a typo in the namespace or ServiceAccount, `StringEquals` with a wildcard, another cluster's provider,
 //! `https://` or a trailing slash where IAM has neither, the wrong partition or account.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::evaluate::{
@@ -14,6 +16,9 @@ use super::policy::{ActionElement, Condition, Effect, PrincipalElement, RolePoli
 use super::CHECK_TRUST_POLICY;
 use crate::doctor::{Finding, Status};
 use crate::identity;
+
+/// At most this many lines about the conditions of one statement (each carries its operator's whole block).
+const MAX_CONDITION_LINES: usize = 10;
 
 /// Edit distances are computed only on strings up to this long (they are O(a × b)); Kubernetes names are shorter.
 const MAX_COMPARED_LEN: usize = 253;
@@ -203,7 +208,9 @@ impl Context<'_> {
         // Conditions that hold only because their key is absent (IfExists, a negated operator, ForAllValues): they
         // look like checks and check nothing.
         let mut vacuous_claims = Vec::new();
-        for c in result.conditions.iter().filter(|c| c.key == Key::Absent && c.result == Tri::True) {
+        for c in
+            result.conditions.iter().filter(|c| c.key == Key::Absent && c.result == Tri::True).take(MAX_CONDITION_LINES)
+        {
             vacuous_claims.extend(absent_claim(&c.condition.key));
             let fix = self.correction(c).map(|k| {
                 let block = render_block(result.statement, &k.operator, std::slice::from_ref(&k));
@@ -445,8 +452,11 @@ impl Context<'_> {
         let failing: Vec<&evaluate::ConditionResult<'_>> =
             result.conditions.iter().filter(|c| c.result == Tri::False).collect();
         let corrections: Vec<Correction<'_>> = failing.iter().filter_map(|c| self.correction(c)).collect();
-        failing
+        // Each line carries its operator's whole block, so a pasted policy with thousands of failing keys would print
+        // thousands of blocks: past a handful, one line sends to a correct policy instead.
+        let mut findings: Vec<Finding> = failing
             .iter()
+            .take(MAX_CONDITION_LINES)
             .map(|c| {
                 let message = format!("{}: {}", result.statement.label(), self.condition_message(c));
                 let fix = match corrections.iter().find(|k| std::ptr::eq(k.condition, c.condition)) {
@@ -462,7 +472,14 @@ impl Context<'_> {
                 };
                 problem(message, fix)
             })
-            .collect()
+            .collect();
+        if failing.len() > MAX_CONDITION_LINES {
+            findings.push(problem(
+                format!("{}: {} more conditions fail", result.statement.label(), failing.len() - MAX_CONDITION_LINES),
+                self.command(None),
+            ));
+        }
+        findings
     }
 
     /// Why a condition fails, in words.
@@ -648,7 +665,10 @@ struct Correction<'p> {
 /// `"Operator": {"key": value, ...}` for one operator of the statement, with the corrections applied: the fix a
 /// person pastes over that operator's block.
 fn render_block(statement: &Statement, operator: &str, corrections: &[Correction<'_>]) -> String {
-    let corrected = |c: &Condition| corrections.iter().find(|k| std::ptr::eq(k.condition, c));
+    // By address: conditions are compared as the same element of the statement, not as equal text.
+    let by_condition: HashMap<*const Condition, &Correction<'_>> =
+        corrections.iter().map(|k| (std::ptr::from_ref(k.condition), k)).collect();
+    let corrected = |c: &Condition| by_condition.get(&std::ptr::from_ref(c)).copied();
     let mut entries: Vec<(String, Vec<String>)> = Vec::new();
     for condition in statement.conditions.iter().filter(|c| c.operator == operator) {
         match corrected(condition) {
@@ -660,6 +680,26 @@ fn render_block(statement: &Statement, operator: &str, corrections: &[Correction
     for k in corrections.iter().filter(|k| k.operator == operator && k.condition.operator != operator) {
         entries.push((k.key.clone(), k.values.clone()));
     }
+    // Corrections can bring several keys to the same name (`https://K:sub` and `K/:sub` both become `K:sub`); IAM
+    // keys are case-insensitive, so one entry with the values of all.
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (key, values) in entries {
+        match index.get(&key.to_lowercase()) {
+            Some(&at) => {
+                for value in values {
+                    if !merged[at].1.contains(&value) {
+                        merged[at].1.push(value);
+                    }
+                }
+            }
+            None => {
+                index.insert(key.to_lowercase(), merged.len());
+                merged.push((key, values));
+            }
+        }
+    }
+    let mut entries = merged;
     entries.retain(|(_, values)| !values.is_empty());
     if entries.is_empty() {
         return format!("remove the {operator} condition");
@@ -839,6 +879,48 @@ mod tests {
         );
         assert_eq!(url_miss("example.com/a", "example.com/b"), UrlMiss::OtherPath);
         assert_eq!(url_miss("accounts.google.com", ours), UrlMiss::Other);
+    }
+
+    #[test]
+    fn thousands_of_failing_keys_give_a_bounded_report() {
+        use crate::iam::{check, parse, Facts};
+        use crate::identity::ServiceAccountRef;
+        use crate::oidc::Issuer;
+
+        let keys: Vec<String> = (0..3000).map(|i| format!("\"k{i}.io:sub\":\"x\"")).collect();
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::111122223333:oidc-provider/oidc.example.com"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{{}}}}}}}]}}"#,
+            keys.join(",")
+        );
+        assert!(text.len() < crate::iam::MAX_POLICY_BYTES);
+        let issuer = Issuer::parse("https://oidc.example.com").unwrap();
+        let sa = ServiceAccountRef::new("team", "app");
+        let facts = Facts { issuer: &issuer, service_account: &sa, audience: "sts.amazonaws.com", role_arn: None };
+        let findings = check(&parse(text.as_bytes()).unwrap(), &facts);
+        assert_eq!(findings.len(), MAX_CONDITION_LINES + 1);
+        assert!(findings.last().unwrap().message.ends_with("2990 more conditions fail"));
+        let printed: usize = findings.iter().map(|f| f.message.len() + f.fix.as_ref().map_or(0, String::len)).sum();
+        assert!(printed < 64 * 1024, "{printed} bytes");
+    }
+
+    #[test]
+    fn an_audience_sts_cannot_accept_stops_there() {
+        use crate::iam::{check, parse, Facts, MAX_AUDIENCE_LEN};
+        use crate::identity::ServiceAccountRef;
+        use crate::oidc::Issuer;
+
+        let text = format!(
+            r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"*","Condition":{{"StringLike":{{"oidc.example.com:aud":"{}"}}}}}}}}"#,
+            "*a".repeat(30_000)
+        );
+        let issuer = Issuer::parse("https://oidc.example.com").unwrap();
+        let sa = ServiceAccountRef::new("team", "app");
+        let audience = "a".repeat(MAX_AUDIENCE_LEN + 1);
+        let facts = Facts { issuer: &issuer, service_account: &sa, audience: &audience, role_arn: None };
+        let findings = check(&parse(text.as_bytes()).unwrap(), &facts);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].status, Status::Problem);
+        assert!(findings[0].message.contains("256 characters"), "{findings:?}");
     }
 
     #[test]

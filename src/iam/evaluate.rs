@@ -18,6 +18,7 @@
 
 use super::policy::{
     ActionElement, Condition, Effect, PolicyDocument, PrincipalElement, Principals, Statement, Version,
+    MAX_POLICY_BYTES,
 };
 use crate::identity::ServiceAccountRef;
 use crate::oidc::Issuer;
@@ -506,6 +507,10 @@ fn value_tokens(value: &str, version: Version, wildcards: bool, request: &Reques
                     Some(claim) => tokens.extend(claim.chars().map(Token::Char)),
                     None => return Err(format!("the policy variable ${{{variable}}} is not known offline")),
                 }
+                // Short variables expand to whole claims: keep the expanded value within the input's own bound.
+                if tokens.len() > MAX_POLICY_BYTES {
+                    return Err("its policy variables expand to more than this check reads".into());
+                }
             }
         }
         rest = &rest[start + 2 + length + 1..];
@@ -668,6 +673,17 @@ mod tests {
         // One value that matches settles an OR, whatever the unknown one would be.
         assert_eq!(condition("StringEquals", sub, &["${aws:username}", "system:serviceaccount:team:app"]), Tri::True);
         assert_eq!(condition("StringEquals", sub, &["${aws:username}", "x"]), Tri::Unknown);
+        // A short issuer makes short variables: their expansion stays within the input's bound.
+        let short =
+            Request::new(Issuer::parse("https://a.io").unwrap(), ServiceAccountRef::new("team", "app"), "x", None);
+        let many = Condition {
+            operator: "StringLike".into(),
+            key: "a.io:sub".into(),
+            values: vec!["${a.io:sub}".repeat(3000)],
+        };
+        let result = evaluate_condition(&many, Version::V2012, &short);
+        assert_eq!(result.result, Tri::Unknown);
+        assert!(result.unevaluated.unwrap().contains("expand"));
     }
 
     #[test]

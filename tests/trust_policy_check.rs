@@ -120,7 +120,8 @@ fn cases() {
         for line in stdout.lines() {
             let status = line.split_whitespace().next().unwrap_or_default();
             assert!(["ok", "problem", "hint"].contains(&status), "{}: {line}", file.display());
-            assert!(status != "problem" || line.contains(" → "), "{}: a problem without a fix: {line}", file.display());
+            let fixed = status != "problem" || line.contains(" → ");
+            assert!(fixed, "{}: a problem without a fix: {line}", file.display());
         }
         let problems = stdout.lines().filter(|l| l.starts_with("problem ")).count();
         assert_eq!(exit == 1, problems > 0, "{}: exit {exit} with {problems} problem line(s)", file.display());
@@ -255,7 +256,8 @@ proptest! {
         with in proptest::sample::select(('a'..='z').chain('0'..='9').chain(['-']).collect::<Vec<char>>()),
         in_namespace in any::<bool>(),
     ) {
-        let request = TrustPolicyRequest::new(&issuer, &account, partition, "sts.amazonaws.com", &[format!("{namespace}/{name}")])
+        let service_account = [format!("{namespace}/{name}")];
+        let request = TrustPolicyRequest::new(&issuer, &account, partition, "sts.amazonaws.com", &service_account)
             .expect("a valid request");
         // Through the text people paste, not the value: what `trust-policy` prints is what `check` reads.
         let printed = serde_json::to_string_pretty(&request.policy()).expect("json");
@@ -273,7 +275,8 @@ proptest! {
             (Some(namespace.clone()), neighbour(&name, at, edit, with))
         };
         if let (Some(namespace_2), Some(name_2)) = (namespace_2, name_2) {
-            let (decision, problem) = verdict(&policy, &parsed_issuer, &ServiceAccountRef::new(&namespace_2, &name_2), &role);
+            let neighbour = ServiceAccountRef::new(&namespace_2, &name_2);
+            let (decision, problem) = verdict(&policy, &parsed_issuer, &neighbour, &role);
             prop_assert_eq!(decision, Decision::NotAllowed, "{}/{} let in", namespace_2, name_2);
             prop_assert!(problem);
         }

@@ -186,8 +186,14 @@ impl Context<'_> {
             let by_provider = p.federated().find(|arn| evaluate::provider_matches(arn, self.request));
             match by_provider {
                 None => hints.push(hint(
-                    format!("{label} trusts every principal (\"*\"): any identity provider of the account whose tokens meet its conditions"),
-                    Some(format!("name the provider: \"Principal\": {{\"Federated\": \"{}\"}}", self.provider_arn_or(None))),
+                    format!(
+                        "{label} trusts every principal (\"*\"): any identity provider of the account whose tokens \
+                         meet its conditions"
+                    ),
+                    Some(format!(
+                        "name the provider: \"Principal\": {{\"Federated\": \"{}\"}}",
+                        self.provider_arn_or(None)
+                    )),
                 )),
                 Some(arn) if self.request.account.is_none() => hints.push(hint(
                     format!(
@@ -201,8 +207,8 @@ impl Context<'_> {
         }
         let checks = |claim: Key| {
             result.conditions.iter().filter(move |c| {
-                c.key == claim
-                    && matches!(c.operator, Some(op) if matches!(op.base, evaluate::BaseOperator::String { negated: false, .. }))
+                let positive = |op: Operator| matches!(op.base, evaluate::BaseOperator::String { negated: false, .. });
+                c.key == claim && c.operator.is_some_and(positive)
             })
         };
         // Conditions that hold only because their key is absent (IfExists, a negated operator, ForAllValues): they
@@ -282,24 +288,26 @@ impl Context<'_> {
                 )),
             ));
         }
-        for c in &result.conditions {
+        let set_operators = result
+            .conditions
+            .iter()
+            .filter(|c| c.operator.is_some_and(|op| op.set.is_some()) && matches!(c.key, Key::Sub | Key::Aud));
+        for c in set_operators.take(MAX_CONDITION_LINES) {
             let Some(operator) = c.operator else { continue };
-            if operator.set.is_some() && matches!(c.key, Key::Sub | Key::Aud) {
-                let plain = c.condition.operator.split_once(':').map_or("", |(_, rest)| rest);
-                let absent = if operator.set == Some(evaluate::SetOperator::ForAllValues) {
-                    ", and ForAllValues matches when the key is absent"
-                } else {
-                    ""
-                };
-                hints.push(hint(
-                    format!(
-                        "{label} uses {} on {}, a single-valued key: AWS advises set operators for multivalued keys \
-                         only{absent}",
-                        c.condition.operator, c.condition.key
-                    ),
-                    Some(format!("use {plain}")),
-                ));
-            }
+            let plain = c.condition.operator.split_once(':').map_or("", |(_, rest)| rest);
+            let absent = if operator.set == Some(evaluate::SetOperator::ForAllValues) {
+                ", and ForAllValues matches when the key is absent"
+            } else {
+                ""
+            };
+            hints.push(hint(
+                format!(
+                    "{label} uses {} on {}, a single-valued key: AWS advises set operators for multivalued keys \
+                     only{absent}",
+                    c.condition.operator, c.condition.key
+                ),
+                Some(format!("use {plain}")),
+            ));
         }
         hints
     }

@@ -108,14 +108,19 @@ pub enum TrustPolicyOutput {
     Terraform,
 }
 
+/// `trust-policy --issuer ... --account ... --service-account ...` prints a policy; `trust-policy check ...` evaluates
+/// one. The printing form's flags are required only without a subcommand, and cannot be mixed with one.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TrustPolicyArgs {
+    #[command(subcommand)]
+    pub command: Option<TrustPolicyCommand>,
     /// Issuer URL, as in --service-account-issuer.
-    #[arg(long, value_name = "URL")]
-    pub issuer: String,
+    #[arg(long, value_name = "URL", required = true)]
+    pub issuer: Option<String>,
     /// AWS account ID (12 digits) holding the IAM OIDC provider.
-    #[arg(long, value_name = "ID")]
-    pub account: String,
+    #[arg(long, value_name = "ID", required = true)]
+    pub account: Option<String>,
     /// NAMESPACE/NAME; '*' matches any characters (StringLike). Repeatable.
     #[arg(long = "service-account", value_name = "NS/NAME", required = true)]
     pub service_accounts: Vec<String>,
@@ -131,6 +136,39 @@ pub struct TrustPolicyArgs {
     /// IAM role name for -o terraform (default: derived from the service accounts).
     #[arg(long, value_name = "NAME")]
     pub role_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustPolicyCommand {
+    /// Evaluate a role's trust policy as IAM does for sts:AssumeRoleWithWebIdentity with a ServiceAccount's token:
+    /// one `ok` / `problem` / `hint` line per finding, with the fix. Exit status 1 when a problem is found, 2 for
+    /// bad usage or input.
+    Check(TrustPolicyCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustPolicyCheckArgs {
+    /// The role's trust policy: `aws iam get-role --role-name R` output, the policy document alone, or the
+    /// URL-encoded document IAM's API returns; "-" reads stdin. At most 64 KiB.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The cluster's issuer URL (--service-account-issuer): the token's iss.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// The pod's ServiceAccount, NAMESPACE/NAME: the token's sub is system:serviceaccount:NAMESPACE:NAME.
+    #[arg(long = "service-account", value_name = "NS/NAME")]
+    pub service_account: String,
+    /// The audience of the pod's token (the ServiceAccount's eks.amazonaws.com/audience, else the webhook's
+    /// --token-audience).
+    #[arg(long, default_value = crate::trust_policy::DEFAULT_AUDIENCE)]
+    pub audience: String,
+    /// The role the ServiceAccount names (eks.amazonaws.com/role-arn): compared with the role of get-role output,
+    /// and gives the partition and account the provider must be in.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// What to print.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DoctorOutput::Text, value_name = "FORMAT")]
+    pub output: DoctorOutput,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

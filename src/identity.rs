@@ -303,8 +303,8 @@ fn fold(key: &str) -> String {
     key.trim().to_ascii_lowercase().replace('_', "-")
 }
 
-/// Levenshtein distance over characters, in two rows. Callers bound the lengths.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over characters in two rows, O(len(a) × len(b)): callers keep the inputs short.
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];

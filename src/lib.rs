@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod container_credentials;
 pub mod doctor;
+pub mod iam;
 pub mod identity;
 pub mod manifest;
 pub mod mutate;

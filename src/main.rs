@@ -2,7 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use irsa_webhook::cli::{Cli, Command};
+use irsa_webhook::cli::{Cli, Command, TrustPolicyCommand};
 use irsa_webhook::commands;
 
 fn main() -> ExitCode {
@@ -31,10 +31,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let output = commands::oidc::run(&args)?;
             emit(&output.stdout, &output.warnings)
         }
-        Command::TrustPolicy(args) => {
-            let output = commands::trust_policy::run(&args)?;
-            emit(&output.stdout, &output.warnings)
-        }
+        Command::TrustPolicy(args) => match &args.command {
+            Some(TrustPolicyCommand::Check(check)) => Ok(commands::trust_policy::check_main(check)),
+            None => {
+                let output = commands::trust_policy::run(&args)?;
+                emit(&output.stdout, &output.warnings)
+            }
+        },
         Command::Doctor(args) => Ok(commands::doctor::main(&args)),
     }
 }

@@ -193,6 +193,40 @@ impl TrustPolicyRequest {
     }
 }
 
+/// The `irsa-webhook trust-policy` command that prints a correct policy for one ServiceAccount, as a one-line fix;
+/// `<account>` stands in for an account that is not known.
+pub fn command_line(
+    issuer: &Issuer,
+    account: Option<&str>,
+    partition: &str,
+    audience: &str,
+    service_account: &str,
+) -> String {
+    let mut line = format!(
+        "irsa-webhook trust-policy --issuer {} --account {} --service-account {}",
+        shell_word(issuer.as_str()),
+        account.map_or_else(|| "<account>".to_owned(), shell_word),
+        shell_word(service_account)
+    );
+    if audience != DEFAULT_AUDIENCE {
+        line.push_str(&format!(" --audience {}", shell_word(audience)));
+    }
+    if partition != DEFAULT_PARTITION {
+        line.push_str(&format!(" --partition {}", shell_word(partition)));
+    }
+    line
+}
+
+/// A word a POSIX shell reads back unchanged.
+fn shell_word(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
 /// Terraform resource names: letters, digits, `_` and `-`, not starting with a digit; snake_case by convention.
 fn terraform_identifier(name: &str) -> String {
     let mut id: String =
@@ -344,6 +378,21 @@ mod tests {
         assert_eq!(hcl_string("a\"b\\c${d}%{e}$f"), r#""a\"b\\c$${d}%%{e}$f""#);
         assert_eq!(hcl_key("Version"), "Version");
         assert_eq!(hcl_key("x.com:sub"), "\"x.com:sub\"");
+    }
+
+    #[test]
+    fn command_lines() {
+        let issuer = Issuer::parse("https://oidc.example.com/id/A").unwrap();
+        assert_eq!(
+            command_line(&issuer, Some("111122223333"), "aws", DEFAULT_AUDIENCE, "team/app"),
+            "irsa-webhook trust-policy --issuer https://oidc.example.com/id/A --account 111122223333 \
+             --service-account team/app"
+        );
+        assert_eq!(
+            command_line(&issuer, None, "aws-cn", "it's mine", "team/app"),
+            "irsa-webhook trust-policy --issuer https://oidc.example.com/id/A --account <account> \
+             --service-account team/app --audience 'it'\\''s mine' --partition aws-cn"
+        );
     }
 
     #[test]

@@ -156,6 +156,11 @@ impl Mutation<'_> {
     }
 }
 
+/// Checks the pod's shape exactly as [`mutate`] does, without an identity: `Ok` when the webhook can read it.
+pub fn validate(pod: &Pod<'_>) -> Result<(), MutateError> {
+    PodView::new(pod).map(|_| ())
+}
+
 /// Computes what makes `pod` use `identity`. With no identity the pod is left alone (after its shape is checked).
 pub fn mutate<'a>(
     pod: &'a Pod<'a>,

@@ -25,7 +25,7 @@ set -euo pipefail
 # --- the pins ----------------------------------------------------------------------------------------------------
 BOTO3=1.44.8
 BOTOCORE=1.44.8
-AWSCLI=1.46.3 # the CLI v1 release that requires botocore $BOTOCORE exactly
+AWSCLI=1.46.3 # ships its own copy of botocore (awscli/botocore, 1.43.62): $BOTOCORE is boto3's
 MOTO=5.2.5
 OLD_BOTO3=1.9.199
 OLD_BOTOCORE=1.12.199

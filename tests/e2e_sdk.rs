@@ -19,7 +19,8 @@
 //! ServiceAccount; GetCallerIdentity is signed with the key that call returned, and answers the assumed role.
 //! EKS Pod Identity: the test serves the agent's credentials endpoint on loopback and hands out credentials only
 //! to a request whose `Authorization` equals the token file's content; GetCallerIdentity is signed with them.
-//! The SDK-age rule of `doctor`: a boto3/botocore older than its minimum does not use the injected credentials.
+//! The SDK-age rule of `doctor`: a botocore older than its minimum does not use the injected credentials, and one
+//! exactly at the minimum does.
 //!
 //! Run: `tests/e2e/cluster.sh start && eval "$(tests/e2e/cluster.sh env)"`, then
 //! `cargo test --features e2e --test e2e_sdk -- --test-threads=1` (the first run installs the SDKs: minutes).
@@ -67,6 +68,7 @@ struct Sdks {
     aws: PathBuf,
     moto_server: PathBuf,
     python_old: PathBuf,
+    python_min: PathBuf,
     node: PathBuf,
     node_modules: PathBuf,
     rust_client: PathBuf,
@@ -99,6 +101,7 @@ fn sdks() -> &'static Sdks {
             aws: path("aws"),
             moto_server: path("moto_server"),
             python_old: path("python_old"),
+            python_min: path("python_min"),
             node: path("node"),
             node_modules: path("node_modules"),
             rust_client: path("rust_client"),
@@ -114,6 +117,8 @@ enum Sdk {
     Rust,
     /// boto3/botocore older than `doctor`'s minimum.
     Boto3Old,
+    /// botocore exactly at `doctor`'s minimum.
+    Boto3Minimum,
 }
 
 impl Sdk {
@@ -127,6 +132,7 @@ impl Sdk {
             Sdk::JsV3 => "js",
             Sdk::Rust => "rust",
             Sdk::Boto3Old => "boto3-old",
+            Sdk::Boto3Minimum => "boto3-min",
         }
     }
 
@@ -135,8 +141,12 @@ impl Sdk {
         let sdks = sdks();
         let clients = repo_root().join("tests/sdk");
         match self {
-            Sdk::Boto3 | Sdk::Boto3Old => {
-                let python = if self == Sdk::Boto3 { &sdks.python } else { &sdks.python_old };
+            Sdk::Boto3 | Sdk::Boto3Old | Sdk::Boto3Minimum => {
+                let python = match self {
+                    Sdk::Boto3Old => &sdks.python_old,
+                    Sdk::Boto3Minimum => &sdks.python_min,
+                    _ => &sdks.python,
+                };
                 let mut command = Command::new(python);
                 command.arg(clients.join("boto3_identity.py"));
                 command
@@ -164,6 +174,7 @@ impl fmt::Display for Sdk {
             Sdk::JsV3 => "AWS SDK for JavaScript v3",
             Sdk::Rust => "aws-sdk-rust",
             Sdk::Boto3Old => "boto3 older than doctor's minimum",
+            Sdk::Boto3Minimum => "boto3 at doctor's botocore minimum",
         })
     }
 }
@@ -1010,20 +1021,29 @@ fn doctor_minimum(sdk: &str) -> Vec<u64> {
     version(minimum)
 }
 
-/// A boto3 older than the minimum `doctor` prints gets the same pod env and token as a current one, and does not
-/// use them: it finds no credentials and never calls AssumeRoleWithWebIdentity. Two controls keep that honest:
-/// the old SDK works here with static keys (so it is its age that matters, not this machine), and the current
-/// boto3 succeeds with the very same env and token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_older_than_doctor_minimum_ignores_web_identity() {
-    let rig = Rig::start("sdk-old", &[]).await;
-    let role_arn = role("irsa-boto3-old");
-    rig.namespace.service_account_with_role("old", &role_arn).await;
-    let pod = rig.pod("old-pod", "old").await;
-    let (_token, _file) = rig.kubelet_token(&pod, WEB_IDENTITY_VOLUME).await;
-    let env = rig.sdk_env(&pod);
+/// The botocore/boto3 versions an SDK run printed.
+fn python_sdk_versions(run: &SdkRun) -> (String, String) {
+    let answer = run.answer().unwrap_or_else(|e| panic!("{e}"));
+    let field = |name: &str| answer[name].as_str().unwrap_or_else(|| panic!("no {name} version\n{run}")).to_owned();
+    (field("boto3"), field("botocore"))
+}
 
-    // Control 1: with static keys the old SDK signs and sends GetCallerIdentity to the stand-in.
+/// `doctor`'s minimum for boto3 is where web identity starts: the pod env and token the webhook gives are used by
+/// a botocore exactly at the minimum, and not by the release before it — which finds no credentials at all and
+/// never calls AssumeRoleWithWebIdentity. Controls keep that honest: the old SDK works here with static keys (so
+/// it is its age that matters, not this machine), and the current boto3 succeeds with the very same env and token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_minimum_for_boto3_is_where_web_identity_starts() {
+    let rig = Rig::start("sdk-min", &[]).await;
+    let role_arn = role("irsa-boto3-age");
+    rig.namespace.service_account_with_role("age", &role_arn).await;
+    let pod = rig.pod("age-pod", "age").await;
+    let (token, _file) = rig.kubelet_token(&pod, WEB_IDENTITY_VOLUME).await;
+    let env = rig.sdk_env(&pod);
+    let expected_arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{}/age-pod", role_name(&role_arn));
+    let minimum_botocore = doctor_minimum("botocore");
+
+    // Control: with static keys the old SDK signs and sends GetCallerIdentity to the stand-in.
     let mut with_keys = env.clone();
     with_keys.push(("AWS_ACCESS_KEY_ID".into(), "AKIAOLDBOTO3CONTROL1".into()));
     with_keys.push(("AWS_SECRET_ACCESS_KEY".into(), "control-secret".into()));
@@ -1036,36 +1056,43 @@ async fn boto3_older_than_doctor_minimum_ignores_web_identity() {
         "the old boto3's GetCallerIdentity did not reach the stand-in:\n{}",
         list(&calls)
     );
-    let answer = control.answer().unwrap_or_else(|e| panic!("{e}"));
-    let (boto3, botocore) =
-        (answer["boto3"].as_str().unwrap_or_default(), answer["botocore"].as_str().unwrap_or_default());
+    let (old_boto3, old_botocore) = python_sdk_versions(&control);
     assert!(
-        version(boto3) < doctor_minimum("Python boto3") && version(botocore) < doctor_minimum("botocore"),
-        "the old SDK (boto3 {boto3}, botocore {botocore}) is not older than doctor's minimum: fix tests/e2e/sdks.sh"
+        version(&old_boto3) < doctor_minimum("Python boto3") && version(&old_botocore) < minimum_botocore,
+        "the old SDK (boto3 {old_boto3}, botocore {old_botocore}) is not older than doctor's minimum: fix sdks.sh"
     );
 
-    // The point: the same env without keys. Web identity is not understood, so there are no credentials.
+    // Below the minimum, without keys: web identity is not understood, so there are no credentials.
     let old = run_sdk(Sdk::Boto3Old, &env, rig.dir.path()).await;
     let calls = rig.proxy.take();
     assert_eq!(old.status.code(), Some(3), "the old boto3 should find no credentials (exit 3)\n{old}");
     assert!(old.stderr.contains("NoCredentialsError"), "expected NoCredentialsError\n{old}");
     assert!(calls.is_empty(), "the old boto3 should send nothing to STS:\n{}", list(&calls));
 
-    // Control 2: the current boto3, same env and token, gets the role.
-    let current = run_sdk(Sdk::Boto3, &env, rig.dir.path()).await;
-    let calls = rig.proxy.take();
-    let expected = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{}/old-pod", role_name(&role_arn));
-    assert_eq!(current.arn().unwrap_or_else(|e| panic!("{e}")), expected, "{current}");
-    assert!(calls.iter().any(|c| c.action == "AssumeRoleWithWebIdentity"), "{}", list(&calls));
-    let answer = current.answer().unwrap_or_else(|e| panic!("{e}"));
-    let (boto3_now, botocore_now) =
-        (answer["boto3"].as_str().unwrap_or_default(), answer["botocore"].as_str().unwrap_or_default());
-    assert!(
-        version(boto3_now) >= doctor_minimum("Python boto3") && version(botocore_now) >= doctor_minimum("botocore")
-    );
+    // At the minimum, and the current release: the same env and token give the role.
+    let mut seen = Vec::new();
+    for sdk in [Sdk::Boto3Minimum, Sdk::Boto3] {
+        let run = run_sdk(sdk, &env, rig.dir.path()).await;
+        let calls = rig.proxy.take();
+        assert_eq!(run.arn().unwrap_or_else(|e| panic!("{e}")), expected_arn, "{run}");
+        let exchange = calls
+            .iter()
+            .find(|c| c.action == "AssumeRoleWithWebIdentity")
+            .unwrap_or_else(|| panic!("{sdk} sent no AssumeRoleWithWebIdentity:\n{}", list(&calls)));
+        assert_eq!(exchange.param("RoleArn"), role_arn, "{sdk}: {exchange}");
+        assert_eq!(exchange.param("RoleSessionName"), "age-pod", "{sdk}: {exchange}");
+        assert!(exchange.param("WebIdentityToken") == token, "{sdk}: the token sent is not the file's: {exchange}");
+        let (boto3, botocore) = python_sdk_versions(&run);
+        match sdk {
+            Sdk::Boto3Minimum => assert_eq!(version(&botocore), minimum_botocore, "{sdk}: botocore {botocore}"),
+            _ => assert!(version(&botocore) >= minimum_botocore, "{sdk}: botocore {botocore}"),
+        }
+        seen.push(format!("boto3 {boto3}/botocore {botocore}"));
+    }
     eprintln!(
-        "doctor's minimum: boto3 {boto3}/botocore {botocore} found no credentials in the injected env; \
-         boto3 {boto3_now}/botocore {botocore_now} assumed {role_arn}"
+        "doctor's minimum: boto3 {old_boto3}/botocore {old_botocore} found no credentials in the injected env; {} \
+         assumed {role_arn}",
+        seen.join(" and ")
     );
     rig.scope.cleanup().await;
 }

@@ -9,6 +9,7 @@
 #   python-…      a venv with boto3, the AWS CLI v1 and moto[server] (the STS stand-in)
 #   python-old-…  a venv with a boto3/botocore older than the minimum `irsa-webhook doctor` names (src/doctor.rs
 #                 MINIMUM_SDK_VERSIONS): botocore 1.12.199 is the last release without AssumeRoleWithWebIdentity
+#   python-min-…  a venv with botocore exactly at that minimum (1.12.200) and the first boto3 that requires it
 #   node-…        an npm prefix with @aws-sdk/client-sts and @aws-sdk/credential-providers
 #   rust-…        tests/sdk/rust built with cargo (target dir rust-target/); keyed by its Cargo.toml, Cargo.lock and
 #                 source, so any change there rebuilds it
@@ -29,6 +30,8 @@ AWSCLI=1.46.3 # ships its own copy of botocore (awscli/botocore, 1.43.62): $BOTO
 MOTO=5.2.5
 OLD_BOTO3=1.9.199
 OLD_BOTOCORE=1.12.199
+MIN_BOTO3=1.9.200 # requires botocore >= 1.12.200
+MIN_BOTOCORE=1.12.200
 JS_CLIENT_STS=3.1177.0
 JS_CREDENTIAL_PROVIDERS=3.1175.0
 # -----------------------------------------------------------------------------------------------------------------
@@ -40,6 +43,7 @@ PYTHON=${IRSA_E2E_PYTHON:-python3}
 
 PY_DIR=$SDKS/python-boto3-$BOTO3-awscli-$AWSCLI-moto-$MOTO
 OLD_DIR=$SDKS/python-old-boto3-$OLD_BOTO3-botocore-$OLD_BOTOCORE
+MIN_DIR=$SDKS/python-min-boto3-$MIN_BOTO3-botocore-$MIN_BOTOCORE
 NODE_DIR=$SDKS/node-client-sts-$JS_CLIENT_STS-credential-providers-$JS_CREDENTIAL_PROVIDERS
 
 log() { printf '[sdks.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -56,6 +60,7 @@ rust_version() { # NAME: its version in the Rust client's Cargo.lock
 versions() {
   echo "boto3 $BOTO3, botocore $BOTOCORE, awscli $AWSCLI, moto $MOTO"
   echo "old: boto3 $OLD_BOTO3, botocore $OLD_BOTOCORE"
+  echo "minimum: boto3 $MIN_BOTO3, botocore $MIN_BOTOCORE"
   echo "js: @aws-sdk/client-sts $JS_CLIENT_STS, @aws-sdk/credential-providers $JS_CREDENTIAL_PROVIDERS"
   echo "rust: aws-config $(rust_version aws-config), aws-sdk-sts $(rust_version aws-sdk-sts)"
 }
@@ -63,8 +68,8 @@ versions() {
 # installed DIR: DIR holds a finished install.
 installed() { [ -f "$1/.complete" ]; }
 
-# fresh DIR: an empty DIR, and no other install of the same kind (python-boto3, python-old-boto3, node-client-sts)
-# beside it: those are older versions.
+# fresh DIR: an empty DIR, and no other install of the same kind (python-boto3, python-old-boto3, python-min-boto3,
+# node-client-sts) beside it: those are older versions.
 fresh() {
   local dir=$1 kind
   kind=$(basename "$dir" | sed -E 's/-[0-9].*//')
@@ -99,6 +104,15 @@ provide_python_old() {
   venv "$OLD_DIR" "boto3==$OLD_BOTO3" "botocore==$OLD_BOTOCORE"
   touch "$OLD_DIR/.complete"
   log "old python SDK installed in $((SECONDS - t0)) s"
+}
+
+provide_python_min() {
+  installed "$MIN_DIR" && return
+  local t0=$SECONDS
+  log "installing boto3 $MIN_BOTO3, botocore $MIN_BOTOCORE into $MIN_DIR"
+  venv "$MIN_DIR" "boto3==$MIN_BOTO3" "botocore==$MIN_BOTOCORE"
+  touch "$MIN_DIR/.complete"
+  log "minimum python SDK installed in $((SECONDS - t0)) s"
 }
 
 provide_node() {
@@ -144,6 +158,7 @@ case "${1:-}" in
     t0=$SECONDS
     provide_python
     provide_python_old
+    provide_python_min
     provide_node
     provide_rust
     log "SDKs ready in $((SECONDS - t0)) s: $(versions | paste -sd';' - | sed 's/;/; /g')"
@@ -151,6 +166,7 @@ case "${1:-}" in
     echo "aws=$PY_DIR/bin/aws"
     echo "moto_server=$PY_DIR/bin/moto_server"
     echo "python_old=$OLD_DIR/bin/python"
+    echo "python_min=$MIN_DIR/bin/python"
     echo "node=$(command -v node)"
     echo "node_modules=$NODE_DIR/node_modules"
     echo "rust_client=$RUST_CLIENT"

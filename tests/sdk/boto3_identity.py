@@ -23,15 +23,23 @@ def version(text):
     return tuple(int(part) for part in text.split(".")[:3])
 
 
-client_args = {}
-# botocore reads AWS_ENDPOINT_URL_STS from 1.31.0 on. An older one would send GetCallerIdentity to the real STS,
-# which this machine cannot reach: point that one call at the stand-in. Where credentials come from is still
-# decided by the environment alone.
+# botocore reads AWS_ENDPOINT_URL_STS from 1.31.0 on. An older one would send its STS calls (the web-identity
+# exchange of its credential provider, and GetCallerIdentity) to the real STS, which this machine cannot reach: give
+# its STS clients that endpoint as the newer ones take it from the env. Where credentials come from is untouched.
 if version(botocore.__version__) < (1, 31, 0) and os.environ.get("AWS_ENDPOINT_URL_STS"):
-    client_args["endpoint_url"] = os.environ["AWS_ENDPOINT_URL_STS"]
+    import botocore.session  # noqa: E402
+
+    _create_client = botocore.session.Session.create_client
+
+    def _create_client_with_endpoint(self, service_name, *args, **kwargs):
+        if service_name == "sts" and not kwargs.get("endpoint_url"):
+            kwargs["endpoint_url"] = os.environ["AWS_ENDPOINT_URL_STS"]
+        return _create_client(self, service_name, *args, **kwargs)
+
+    botocore.session.Session.create_client = _create_client_with_endpoint
 
 try:
-    identity = boto3.client("sts", **client_args).get_caller_identity()
+    identity = boto3.client("sts").get_caller_identity()
 except botocore.exceptions.NoCredentialsError as error:
     print(f"NoCredentialsError: {error}", file=sys.stderr)
     sys.exit(3)

@@ -856,6 +856,11 @@ async fn web_identity_case(rig: &Rig, sdk: Sdk) -> Result<String, String> {
     rig.namespace.service_account_with_role(&sa, &role_arn).await;
     let pod = rig.pod(&pod_name, &sa).await;
     let (token, file) = rig.kubelet_token(&pod, WEB_IDENTITY_VOLUME).await;
+    let audience = volumes_named(&pod, WEB_IDENTITY_VOLUME)[0]["projected"]["sources"][0]["serviceAccountToken"]
+        ["audience"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let env = rig.sdk_env(&pod);
     assert_eq!(env_of(&env, "AWS_ROLE_ARN"), Some(role_arn.as_str()), "stored pod's AWS_ROLE_ARN\n{pod:#}");
     assert_eq!(env_of(&env, "AWS_ROLE_SESSION_NAME"), Some(pod_name.as_str()), "resolved AWS_ROLE_SESSION_NAME");
@@ -889,13 +894,24 @@ async fn web_identity_case(rig: &Rig, sdk: Sdk) -> Result<String, String> {
             }
         }
         // Tokens stay out of the test's output: say how they differ, not what they are.
-        if call.param("WebIdentityToken") != token {
+        let sent = call.param("WebIdentityToken");
+        if sent != token {
             problems.push(format!(
                 "AssumeRoleWithWebIdentity WebIdentityToken is not the token file's content ({} bytes sent, {} in \
                  the file)",
-                call.param("WebIdentityToken").len(),
+                sent.len(),
                 token.len()
             ));
+        } else {
+            // What STS checks in the token it was sent: the audience of the pod's volume, the ServiceAccount.
+            let claims = jwt_claims(sent);
+            if claims["aud"] != json!([audience]) {
+                problems.push(format!("the token sent has aud {}, the volume's audience is {audience}", claims["aud"]));
+            }
+            let subject = format!("system:serviceaccount:{}:{sa}", rig.namespace.name);
+            if claims["sub"] != subject {
+                problems.push(format!("the token sent has sub {}, expected {subject}", claims["sub"]));
+            }
         }
         if call.status != 200 {
             problems.push(format!("moto answered AssumeRoleWithWebIdentity with {}: {}", call.status, call.response));

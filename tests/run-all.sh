@@ -50,6 +50,14 @@ step unit-and-integration cargo test --all-targets --no-fail-fast
 # The Dockerfile's exact build, outside Docker (no engine here): static musl binary, size printed.
 step static-build tests/chart/build-static.sh
 if [ "$E2E" = 1 ]; then
+  # The AWS SDKs of tests/e2e_sdk.rs (cached; minutes on a fresh machine). If this fails, e2e_sdk fails and says why.
+  t0=$SECONDS
+  if tests/e2e/sdks.sh provide >"$LOG/sdks.log" 2>&1; then
+    echo "=== AWS SDKs provided in $((SECONDS - t0)) s"
+  else
+    cat "$LOG/sdks.log" >&2
+    echo "=== AWS SDKs could not be provided (after $((SECONDS - t0)) s)" >&2
+  fi
   t0=$SECONDS
   if tests/e2e/cluster.sh provide >"$LOG/provide.log" 2>&1 && tests/e2e/cluster.sh start; then
     STARTED=1

@@ -485,4 +485,13 @@ mod tests {
                 .unwrap();
         assert_eq!(s.compose_role_arn.unwrap().partition, "aws-cn");
     }
+
+    #[test]
+    fn inject_mode_defaults_to_full_and_names_its_values() {
+        assert_eq!(parse(&[]).mutation.inject, InjectMode::Full);
+        assert_eq!(parse(&["--inject=fs-group-only"]).mutation.inject, InjectMode::FsGroupOnly);
+        assert_eq!(parse(&["--inject", "full"]).mutation.inject, InjectMode::Full);
+        let error = Cli::try_parse_from(["irsa-webhook", "serve", "--inject=fsgroup"]).unwrap_err().to_string();
+        assert!(error.contains("[possible values: full, fs-group-only]"), "{error}");
+    }
 }

@@ -5,6 +5,8 @@
 //! annotations including skip-containers, Windows selectors and unknown fields), any identity and any settings:
 //! the patch only adds, at the paths we own, applies cleanly, leaves everything else as it was, yields a Pod, adds
 //! nothing twice, and a second mutation is empty. On arbitrary JSON the core answers Ok or Err, never panics.
+//! `--inject=fs-group-only` writes only the fsGroup fix, the same fix whether the credentials are already there or
+//! not, and in either order with the injection the result is that of full mode.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -13,7 +15,7 @@ use irsa_webhook::container_credentials::ContainerCredentialsConfig;
 use irsa_webhook::identity::{self, Credentials, FsGroupRequest, Identity, ServiceAccountConfig, ServiceAccountRef};
 use irsa_webhook::manifest::ServiceAccountManifest;
 use irsa_webhook::mutate::mutate_value as mutate;
-use irsa_webhook::settings::{clamp_token_expiration, FsGroupFix, MutationSettings};
+use irsa_webhook::settings::{clamp_token_expiration, FsGroupFix, InjectMode, MutationSettings};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
@@ -569,6 +571,51 @@ proptest! {
     fn no_identity_no_patch(pod in arb_pod(), settings in arb_settings()) {
         let mutation = mutate(&pod, None, &settings).expect("a generated pod is valid");
         prop_assert!(mutation.is_empty());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// Next to another webhook that injects the credentials (EKS's managed one), in either order: the fix alone
+    /// touches only the pod's securityContext, does not depend on whether the injection already happened, and
+    /// fix-then-inject, inject-then-fix and full mode all store the same pod.
+    #[test]
+    fn fs_group_only_commutes_with_the_injection(
+        pod in arb_pod(),
+        identity in arb_identity(),
+        settings in arb_settings(),
+    ) {
+        let identity = identity.get();
+        let full = MutationSettings { inject: InjectMode::Full, ..settings.clone() };
+        let fix_only = MutationSettings { inject: InjectMode::FsGroupOnly, ..settings.clone() };
+        let run = |pod: &Value, settings: &MutationSettings| -> Result<(Value, Vec<(String, String)>), String> {
+            let mutation = mutate(pod, Some(&identity), settings).map_err(|e| e.to_string())?;
+            Ok((apply(pod, &mutation.patch)?, ops(&mutation.patch)))
+        };
+        // The other webhook: full mode without anything under spec.securityContext (an fs-group annotation would
+        // make even --fs-group-fix=never write one).
+        let inject_only = |pod: &Value| -> Result<Value, String> {
+            let mut patch = mutate(pod, Some(&identity), &full).map_err(|e| e.to_string())?.patch;
+            patch.0.retain(|op| !op.path().to_string().starts_with("/spec/securityContext"));
+            apply(pod, &patch)
+        };
+
+        let (fixed, fix_ops) = run(&pod, &fix_only).expect("a generated pod is valid");
+        for (op, path) in &fix_ops {
+            prop_assert!(op == "add" && path.starts_with("/spec/securityContext"), "fs-group-only writes {} {}", op, path);
+        }
+        let injected = inject_only(&pod).expect("valid");
+        let (fixed_after_injection, late_fix_ops) = run(&injected, &fix_only).expect("valid");
+        prop_assert_eq!(&late_fix_ops, &fix_ops, "the fix depends on whether the credentials are already there");
+
+        let injected_after_fix = inject_only(&fixed).expect("valid");
+        prop_assert_eq!(drop_nulls(injected_after_fix.clone()), drop_nulls(fixed_after_injection.clone()));
+        let (full_result, _) = run(&pod, &full).expect("valid");
+        prop_assert_eq!(drop_nulls(full_result), drop_nulls(fixed_after_injection));
+        prop_assert!(duplicates(&injected_after_fix).is_empty(), "{:?}", duplicates(&injected_after_fix));
+        let (_, again) = run(&injected_after_fix, &fix_only).expect("valid");
+        prop_assert!(again.is_empty(), "fs-group-only is not idempotent: {:?}", again);
     }
 }
 

@@ -153,3 +153,35 @@ fn session_name_comes_from_the_downward_api() {
     let out = mutated(json!({"spec": {"containers": [{"name": "a"}]}}), &web_identity(), &settings);
     assert_eq!(out["spec"]["containers"][0]["env"][2]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
 }
+
+// --inject=fs-group-only: only the fsGroup fix, whoever injects the credentials and in whichever order.
+
+fn fs_group_only() -> MutationSettings {
+    MutationSettings { inject: InjectMode::FsGroupOnly, ..Default::default() }
+}
+
+#[test]
+fn fs_group_only_adds_the_fix_and_nothing_else() {
+    let pod = json!({"spec": {"securityContext": {"runAsUser": 1000}, "initContainers": [{"name": "i"}], "containers": [{"name": "a"}]}});
+    let m = mutate(&pod, Some(&web_identity()), &fs_group_only()).unwrap();
+    let paths: Vec<String> = m.patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(paths, ["/spec/securityContext/fsGroup", "/spec/securityContext/fsGroupChangePolicy"]);
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    // Root pod: nothing at all.
+    let root = json!({"spec": {"containers": [{"name": "a"}]}});
+    assert!(mutate(&root, Some(&web_identity()), &fs_group_only()).unwrap().is_empty());
+}
+
+#[test]
+fn fs_group_only_commutes_with_the_injection() {
+    // The other webhook's injection (here: ours in full mode without the fix) and the fix may run in either order.
+    let inject = MutationSettings { fs_group_fix: FsGroupFix::Never, ..Default::default() };
+    let id = web_identity();
+    let pod = json!({"spec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 3000}, "containers": [{"name": "a"}, {"name": "b"}]}});
+    let fix_first = mutated(mutated(pod.clone(), &id, &fs_group_only()), &id, &inject);
+    let fix_last = mutated(mutated(pod.clone(), &id, &inject), &id, &fs_group_only());
+    assert_eq!(fix_first, fix_last);
+    assert_eq!(fix_first["spec"]["securityContext"]["fsGroup"], 3000);
+    // And both equal full mode with the fix.
+    assert_eq!(fix_first, mutated(pod, &id, &MutationSettings::default()));
+}

@@ -21,7 +21,7 @@ FLAGS = {
     "sts-regional-endpoint", "watch-container-credentials-config", "container-credentials-audience",
     "container-credentials-token-mount-path", "container-credentials-token-volume-name",
     "container-credentials-token-path", "container-credentials-full-uri", "compose-role-arn", "fs-group-fix",
-    "default-fs-group", "inject-role-session-name", "aws-account-id", "aws-partition",
+    "default-fs-group", "inject-role-session-name", "aws-account-id", "aws-partition", "inject",
 }
 REFERENCE_DEFAULTS = {
     "annotation-prefix": "eks.amazonaws.com",
@@ -35,6 +35,7 @@ REFERENCE_DEFAULTS = {
     "container-credentials-full-uri": "http://169.254.170.23/v1/credentials",
     "service-account-lookup-grace-period": "100ms",
     "fs-group-fix": "auto",
+    "inject": "full",
     "default-fs-group": "65534",
     "shutdown-timeout": "20s",
 }
@@ -352,11 +353,33 @@ def case_service_monitor(c):
              "it scrapes port metrics, /metrics")
 
 
+# EKS's managed webhook, which a release in fs-group-only mode sits next to.
+MANAGED_CONFIG, MANAGED_WEBHOOK = "pod-identity-webhook", "iam-for-pods.amazonaws.com"
+
+
+def case_eks(c):
+    """config.inject=fs-group-only: the flag, and a registration that leaves the managed webhook's alone."""
+    facts = check_common(c)
+    if not facts:
+        return
+    c.ok(facts["flags"].get("inject") == "fs-group-only", "--inject=fs-group-only passed", facts["flags"].get("inject"))
+    name = facts["mwc"]["metadata"]["name"]
+    c.ok(name != MANAGED_CONFIG, f"the configuration is not named {MANAGED_CONFIG}", name)
+    c.ok(facts["wh"]["name"] != MANAGED_WEBHOOK, f"the webhook is not named {MANAGED_WEBHOOK}", facts["wh"]["name"])
+    # Either order is safe; IfNeeded also gives the fix a second look after webhooks that add containers.
+    c.ok(facts["wh"]["reinvocationPolicy"] == "IfNeeded", "reinvocationPolicy IfNeeded")
+    # Otherwise the chart's defaults: a plain install with one value.
+    wrong = {k: (facts["flags"].get(k), v) for k, v in REFERENCE_DEFAULTS.items()
+             if k != "inject" and facts["flags"].get(k) != v}
+    c.ok(not wrong, "every other flag keeps its default", wrong)
+
+
 CASES = {
     "default": case_default,
     "configmap": case_configmap,
     "container-credentials": case_container_credentials,
     "service-monitor": case_service_monitor,
+    "eks": case_eks,
 }
 
 

@@ -110,6 +110,11 @@ render_check "containerCredentials" container-credentials "namespace=irsa mode=s
   --set 'config.containerCredentials.identities[0].serviceAccount=web'
 render_check "serviceMonitor" service-monitor "namespace=monitoring mode=selfManaged" \
   irsa-webhook -n monitoring --set metrics.serviceMonitor.enabled=true
+# On EKS: one value, next to the managed webhook (an EKS version string, as Helm reads it from an EKS cluster).
+render_check "EKS: config.inject=fs-group-only" eks "namespace=irsa mode=selfManaged" \
+  irsa-webhook -n irsa --set config.inject=fs-group-only
+render_check "EKS: config.inject=fs-group-only, kube 1.30.0-eks" eks "namespace=irsa mode=selfManaged" \
+  irsa-webhook -n irsa --set config.inject=fs-group-only --kube-version 1.30.0-eks-036c24b
 
 # A few rendered values that the structured checks do not cover.
 grep_render() { # grep_render LABEL PATTERN [helm template args...]
@@ -120,6 +125,10 @@ grep_render "failurePolicy is configurable" 'failurePolicy: Fail' --set webhook.
 grep_render "extra flags are appended" '"--log-level=debug"' --set 'extraArgs[0]=--log-level=debug'
 grep_render "switches render as bare flags" '^ +- --sts-regional-endpoint$' --set config.stsRegionalEndpoint=true
 grep_render "region renders" '"--aws-default-region=eu-west-1"' --set config.awsDefaultRegion=eu-west-1
+grep_render "inject defaults to full" '"--inject=full"'
+grep_render "a full-mode release on EKS still installs" '"--inject=full"' --kube-version 1.30.0-eks-036c24b
+grep_render "a self-managed cluster may take over the reference's name (drop-in)" '^  name: pod-identity-webhook$' \
+  --set webhook.configName=pod-identity-webhook
 grep_render "composeRoleArn renders with its account and partition" '"--aws-partition=aws-cn"' \
   --set config.composeRoleArn=true --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws-cn
 grep_render "image tag defaults to appVersion" "image: \"irsa-webhook:$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$CHART/Chart.yaml")\""
@@ -152,6 +161,15 @@ refuse "existingSecret without a caBundle" "caBundle" \
   --set certificates.mode=existingSecret --set certificates.existingSecret.name=s
 refuse "a failurePolicy other than Ignore/Fail" "failurePolicy" --set webhook.failurePolicy=Sometimes
 refuse "an unknown fsGroupFix" "fsGroupFix" --set config.fsGroupFix=maybe
+refuse "an unknown inject mode" "inject" --set config.inject=env-only
+refuse "fs-group-only under the managed webhook's configuration name" "must not be named pod-identity-webhook" \
+  --set config.inject=fs-group-only --set webhook.configName=pod-identity-webhook
+refuse "fs-group-only with fullnameOverride=pod-identity-webhook" "must not be named pod-identity-webhook" \
+  --set config.inject=fs-group-only --set fullnameOverride=pod-identity-webhook
+refuse "fs-group-only under the managed webhook's webhook name" "must not be iam-for-pods.amazonaws.com" \
+  --set config.inject=fs-group-only --set webhook.name=iam-for-pods.amazonaws.com
+refuse "the managed webhook's configuration name on EKS, full mode too" "must not be named pod-identity-webhook" \
+  --set webhook.configName=pod-identity-webhook --kube-version 1.30.0-eks-036c24b
 refuse "a token expiration under 600 s" "tokenExpiration" --set config.tokenExpiration=60
 refuse "TLS 1.1" "tlsMinVersion" --set config.tlsMinVersion=1.1
 refuse "composeRoleArn without an account ID" "composeRoleArn needs config.awsAccountId" --set config.composeRoleArn=true
@@ -262,7 +280,8 @@ if [ -n "$BIN" ] && "$BIN" serve --help >"$WORK/serve-help.txt" 2>&1; then
     # shellcheck disable=SC2086 # word-split the --set pairs
     "$HELM" template irsa-webhook "$CHART" $args --set config.stsRegionalEndpoint=true --set config.composeRoleArn=true \
       --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws --set config.injectRoleSessionName=true \
-      --set config.awsDefaultRegion=eu-west-1 --set config.watchConfigMap=true --set config.containerCredentials.enabled=true
+      --set config.awsDefaultRegion=eu-west-1 --set config.watchConfigMap=true --set config.containerCredentials.enabled=true \
+      --set config.inject=fs-group-only
   done | grep -oE '^ +- "?--[a-z0-9-]+' | sed 's/^ *- "\{0,1\}//' | sort -u >"$WORK/chart-flags.txt"
   while read -r flag; do
     grep -qE -- "(^|[ ,])$flag([ =,[]|\$)" "$WORK/serve-help.txt" || missing+=("$flag")
@@ -303,6 +322,7 @@ if [ -n "${KUBECONFIG:-}" ]; then
     --set 'config.containerCredentials.identities[0].namespace=app' \
     --set 'config.containerCredentials.identities[0].serviceAccount=web' --set webhook.failurePolicy=Fail
   server_dry_run "certManager, without the cert-manager objects" "${MODE_CM[@]}"
+  server_dry_run "EKS: config.inject=fs-group-only" --set config.inject=fs-group-only
 else
   echo "# KUBECONFIG is not set: skipping kubectl apply --dry-run=server against a real API server"
   skip "kubectl apply --dry-run=server (KUBECONFIG unset)"

@@ -360,6 +360,20 @@ impl Scope {
         Registration { name, api }
     }
 
+    /// Like [`Scope::register`], under exactly `name` (no scope prefix): for names a test must control, such as
+    /// the managed webhook's `pod-identity-webhook` or a name that sorts after it (the API server calls the
+    /// configurations in the order of their names). Still labelled with the scope, selecting only its namespaces,
+    /// and deleted at cleanup; creating it fails if the name is taken.
+    pub async fn register_as(&self, name: &str, webhooks: &[WebhookSpec]) -> Registration {
+        let api = webhook_configs(self.client());
+        let object = webhook_config_object(name, self, webhooks);
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create MutatingWebhookConfiguration {name}: {e}\n{:#}", object.data));
+        self.own(webhook_config_resource(), name);
+        Registration { name: name.to_owned(), api }
+    }
+
     /// Records a cluster-scoped object for deletion at cleanup.
     pub fn own(&self, resource: ApiResource, name: &str) {
         self.owned.lock().unwrap_or_else(|e| e.into_inner()).push((resource, name.to_owned()));

@@ -63,6 +63,21 @@ Name of the (cluster-scoped) MutatingWebhookConfiguration.
 {{- end }}
 
 {{/*
+EKS's managed webhook is registered as MutatingWebhookConfiguration pod-identity-webhook, webhook
+iam-for-pods.amazonaws.com. Next to it (config.inject=fs-group-only, or a cluster whose version says EKS) the chart
+must not take those names: `helm template | kubectl apply` would overwrite the managed registration.
+*/}}
+{{- define "irsa-webhook.validateManagedNames" -}}
+{{- $eks := or (eq .Values.config.inject "fs-group-only") (contains "-eks-" .Capabilities.KubeVersion.Version) }}
+{{- if and $eks (eq (include "irsa-webhook.webhookConfigName" .) "pod-identity-webhook") }}
+{{- fail "next to EKS's managed webhook (config.inject=fs-group-only or an EKS cluster) the MutatingWebhookConfiguration must not be named pod-identity-webhook, the managed webhook's: set webhook.configName (or fullnameOverride) to another name" }}
+{{- end }}
+{{- if and $eks (eq .Values.webhook.name "iam-for-pods.amazonaws.com") }}
+{{- fail "next to EKS's managed webhook (config.inject=fs-group-only or an EKS cluster) webhook.name must not be iam-for-pods.amazonaws.com, the managed webhook's" }}
+{{- end }}
+{{- end }}
+
+{{/*
 The certificate mode, validated.
 */}}
 {{- define "irsa-webhook.certMode" -}}

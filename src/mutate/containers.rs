@@ -2,7 +2,7 @@
 
 use super::pod::ContainerView;
 use super::warnings::{shown, Warnings};
-use super::{Change, ContainerRef, EnvVar, TokenPlan};
+use super::{Change, ContainerRef, EnvValue, EnvVar, TokenPlan};
 
 pub(super) fn add_env_and_mount<'a>(
     container: &ContainerView<'a>,
@@ -21,6 +21,7 @@ pub(super) fn add_env_and_mount<'a>(
         .flat_map(|group| group.iter())
         .map(|name| EnvVar { name: *name, value: plan.value(*name) })
         .collect();
+    let adds_token_file = vars.iter().any(|v| matches!(v.value, EnvValue::TokenFile { .. }));
     if !vars.is_empty() {
         changes.push(Change::Env { container: at, vars, create_list: container.env.is_none() });
     }
@@ -30,8 +31,13 @@ pub(super) fn add_env_and_mount<'a>(
         (Some(existing), _) => {
             let path = existing.path.unwrap_or_default();
             if path.trim_end_matches('/') != plan.mount_path.trim_end_matches('/') {
+                let consequence = if adds_token_file {
+                    "the token file variable added here points to the latter"
+                } else {
+                    "the token file variable already set is left as it is"
+                };
                 warnings.push(format!(
-                    "container {} already mounts volume {volume} at {:?}, not at {}; the token file variable points to the latter",
+                    "container {} already mounts volume {volume} at {:?}, not at {}; {consequence}",
                     shown(container.name),
                     shown(path),
                     plan.mount_path

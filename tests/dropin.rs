@@ -16,15 +16,20 @@ use irsa_webhook::store::config_map::ConfigMapEntries;
 use serde_json::{json, Value};
 
 const SERVICE_ACCOUNTS: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n";
-/// The container of deploy/deployment-base.yaml of amazon-eks-pod-identity-webhook, word for word.
-const REFERENCE_DEPLOYMENT_ARGS: [&str; 6] = [
-    "--in-cluster=false",
-    "--namespace=default",
-    "--service-name=pod-identity-webhook",
-    "--annotation-prefix=eks.amazonaws.com",
-    "--token-audience=sts.amazonaws.com",
-    "--logtostderr",
-];
+/// The arguments of the container command of the reference's deploy/deployment-base.yaml (after `/webhook`).
+fn reference_deployment_args() -> Vec<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dropin/reference-deploy/deployment-base.yaml");
+    let text = std::fs::read_to_string(path).expect("the reference's deployment-base.yaml");
+    let deployment: Value = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("YAML"))
+        .find(|doc: &Value| doc["kind"] == "Deployment")
+        .expect("a Deployment");
+    let command: Vec<String> =
+        serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0]["command"].clone()).unwrap();
+    assert_eq!(command[0], "/webhook");
+    command[1..].to_vec()
+}
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A directory (world-readable, so another user can run what is in it) with the built binary hard-linked as
@@ -292,7 +297,8 @@ async fn the_reference_deployment_args_serve_with_certificates_at_the_default_pa
     let dir = Dir::new();
     let ca = dir.certificates();
     let sas = dir.service_accounts();
-    let mut args: Vec<&str> = REFERENCE_DEPLOYMENT_ARGS.to_vec();
+    let reference = reference_deployment_args();
+    let mut args: Vec<&str> = reference.iter().map(String::as_str).collect();
     args.extend(["--service-accounts", sas.to_str().unwrap()]);
     let mut webhook = Serving::start(&dir, &args, &[("IRSA_DEFAULT_CERT_DIR", &dir.path("certs"))]);
     webhook.wait_for("/healthz").await;
@@ -305,7 +311,7 @@ async fn the_reference_deployment_args_serve_with_certificates_at_the_default_pa
     // The files named explicitly instead: the same.
     let cert = dir.path("certs/tls.crt");
     let key = dir.path("certs/tls.key");
-    let mut args: Vec<String> = REFERENCE_DEPLOYMENT_ARGS.iter().map(|s| s.to_string()).collect();
+    let mut args = reference;
     args.extend([format!("--tls-cert={}", cert.display()), format!("--tls-key={}", key.display())]);
     args.extend(["--service-accounts".into(), sas.display().to_string(), "-v=5".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -10,7 +10,8 @@
 //! - a flag given twice: the last one wins (set on the `serve` command with `args_override_self`).
 //!
 //! [`command_line`] also makes the binary answer to the reference's name: started as `webhook` (the file name, as
-//! the reference image's `/webhook`), it runs `serve` with the given arguments.
+//! the reference image's `/webhook`), or handed `/webhook` as its first argument (the reference image's CMD under
+//! its entrypoint), it runs `serve` with the given arguments.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -111,9 +112,13 @@ pub fn command_line(args: Vec<OsString>, serve: &clap::Command) -> Vec<OsString>
     if args.is_empty() {
         return args;
     }
-    let invoked_as = Path::new(&args[0]).file_name().map(OsStr::to_owned);
-    if invoked_as.as_deref() == Some(OsStr::new(REFERENCE_BINARY_NAME)) {
+    let is_reference_binary = |arg: &OsString| Path::new(arg).file_name() == Some(OsStr::new(REFERENCE_BINARY_NAME));
+    if is_reference_binary(&args[0]) {
         args.insert(1, OsString::from("serve"));
+    } else if args.get(1).is_some_and(|arg| arg.to_string_lossy().starts_with('/') && is_reference_binary(arg)) {
+        // The reference image runs `/go-runner /webhook ...`: a manifest that sets only `args: [/webhook, ...]`
+        // hands our entrypoint that path first.
+        args[1] = OsString::from("serve");
     }
     if args.get(1).map(OsString::as_os_str) != Some(OsStr::new("serve")) {
         return args;
@@ -287,5 +292,8 @@ mod tests {
         // Only serve's arguments are Go-style; other commands and names are untouched.
         assert_eq!(line(&["irsa-webhook", "mutate", "-v=5"]), ["irsa-webhook", "mutate", "-v=5"]);
         assert_eq!(line(&["/bin/webhooks", "-v=5"]), ["/bin/webhooks", "-v=5"]);
+        // The image's entrypoint handed the reference's CMD, as the reference's go-runner entrypoint would be.
+        assert_eq!(line(&["/irsa-webhook", "/webhook", "-v=5"]), ["/irsa-webhook", "serve", "--v=5"]);
+        assert_eq!(line(&["irsa-webhook", "webhook"]), ["irsa-webhook", "webhook"], "a bare word is not a path");
     }
 }

@@ -184,6 +184,7 @@ impl Webhook {
                 command.env_remove(name);
             }
         }
+        // The stand-in for the in-cluster config; `env` may name another.
         command.env("KUBECONFIG", &Harness::get().kubeconfig);
         for (name, value) in env {
             command.env(name, value);
@@ -281,9 +282,34 @@ async fn the_reference_deployment_mutates_pods_through_its_webhook_configuration
     scope.cleanup().await;
 }
 
-/// `--in-cluster=true --tls-secret=NAME` (the reference's other deployment form): the webhook creates the Secret
-/// in --namespace, sets the caBundle of the reference's configuration `pod-identity-webhook` (the default
-/// --webhook-config of this mode), and the API server, trusting that CA, gets pods mutated.
+/// The reference's RBAC (deploy/auth.yaml: its Role's and ClusterRole's rules, the Secret's name as given to
+/// --tls-secret) plus the one rule docs/migrating.md adds for in-cluster mode, as cluster-wide rules of a
+/// ServiceAccount of the test.
+fn reference_rbac_rules(secret_name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture("reference-deploy/auth.yaml")).expect("auth.yaml");
+    let mut rules = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        if doc["kind"] == "Role" || doc["kind"] == "ClusterRole" {
+            rules.extend(doc["rules"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    for rule in &mut rules {
+        if rule["resourceNames"] == json!(["pod-identity-webhook"]) {
+            rule["resourceNames"] = json!([secret_name]);
+        }
+    }
+    rules.push(json!({
+        "apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": [REFERENCE_CONFIG], "verbs": ["get", "patch"]
+    }));
+    Value::Array(rules)
+}
+
+/// `--in-cluster=true --tls-secret=NAME` (the reference's other deployment form), running with the reference's
+/// RBAC plus the documented caBundle rule: the webhook creates the Secret in --namespace, sets the caBundle of the
+/// reference's configuration `pod-identity-webhook` (the default --webhook-config of this mode), and the API
+/// server, trusting that CA, gets pods mutated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_cluster_true_creates_the_secret_and_sets_the_ca_bundle() {
     let cluster = connect().await;
@@ -296,7 +322,8 @@ async fn in_cluster_true_creates_the_secret_and_sets_the_ca_bundle() {
         replaced(&command[1..], &[format!("--namespace={}", front.system.name), "--in-cluster=true".to_owned()]);
     args.push(format!("--tls-secret={secret_name}"));
     args.extend(front.listen_args());
-    let mut webhook = Webhook::spawn(&args, &[]);
+    let kubeconfig = scope.service_account_kubeconfig(&front.system, SERVICE, reference_rbac_rules(secret_name)).await;
+    let mut webhook = Webhook::spawn(&args, &[("KUBECONFIG", &kubeconfig)]);
     webhook.wait_ready().await;
 
     let secret = Api::<Secret>::namespaced(scope.client(), &front.system.name)

@@ -39,8 +39,6 @@ pub enum ServerError {
     CaBundle { path: String, error: std::io::Error },
     #[error("certificate Secret: {0}")]
     CertSecret(#[from] cert_secret::CertSecretError),
-    #[error("no certificate: give --tls-cert and --tls-key, --cert-secret, or --self-signed")]
-    NoCertificate,
 }
 
 /// Where the serving certificate comes from.

@@ -31,15 +31,22 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target "${TARGET}" --bin irsa-webhook \
  && install -D -m 0555 "target/${TARGET}/release/irsa-webhook" /out/irsa-webhook \
- && /out/irsa-webhook --version
+ && /out/irsa-webhook --version \
+ && ln /out/irsa-webhook /out/webhook
 
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="irsa-webhook" \
       org.opencontainers.image.description="Kubernetes mutating admission webhook for IAM Roles for Service Accounts" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /out/irsa-webhook /irsa-webhook
+# /webhook is the reference image's binary (amazon-eks-pod-identity-webhook): deployments that run `command:
+# [/webhook, ...]` work unchanged, since started under that name the binary behaves as `irsa-webhook serve`. A hard
+# link of the same file, copied with it (a builder that does not keep hard links stores a second copy; either way
+# it is the same program).
+COPY --from=build /out/ /
 USER 65532:65532
 # 8443: the webhook (HTTPS; the chart passes --port=8443). 9999: /healthz, /readyz, /metrics (plain HTTP).
+# The reference's default --port is 443: as a non-root user that needs NET_BIND_SERVICE, or a runtime that sets
+# net.ipv4.ip_unprivileged_port_start (docs/migrating.md).
 EXPOSE 8443 9999
 ENTRYPOINT ["/irsa-webhook"]
 CMD ["serve"]

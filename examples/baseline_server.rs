@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let certs = generate(&service_sans("baseline", "default"), 30, 30)?;
     let pair = CertPair::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes(), "cert", "key")?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(CertStore::new(pair), TlsMinVersion::Tls12)?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(CertStore::new(pair), &TlsMinVersion::Tls12.into())?);
     let router = Router::new().route(
         "/mutate",
         post(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }),

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::server::tls::TlsMinVersion;
+use crate::server::tls_policy::{self, MinVersionFlag};
 use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, RoleArnComposer};
 
-/// Go's flag package accepts `--flag`, `--flag=true` and `--flag=false`; the reference's users write all three.
-macro_rules! go_bool {
-    () => {
-        clap::ArgAction::Set
-    };
-}
+pub mod cert_mode;
+pub mod go_flags;
+pub mod klog;
+pub mod reference;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook: POST /mutate over TLS, health and metrics on a plain port.
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
     /// Mutate a pod manifest offline, exactly as the webhook would, and print the result.
     Mutate(Box<MutateArgs>),
@@ -195,30 +194,32 @@ pub struct ServeArgs {
     /// Kubeconfig for the ServiceAccount watch; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config.
     #[arg(long, env = "IRSA_KUBECONFIG", value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
-    /// Serving certificate (PEM); reloaded without restart when it changes.
-    #[arg(long, env = "IRSA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    /// Serving certificate (PEM), reloaded when it changes; choosing files without naming one means
+    /// /etc/webhook/certs/tls.crt (the reference's default).
+    #[arg(long, env = "IRSA_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    /// Serving key (PEM).
-    #[arg(long, env = "IRSA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    /// Serving key (PEM); default as for --tls-cert: /etc/webhook/certs/tls.key.
+    #[arg(long, env = "IRSA_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Oldest TLS version accepted.
-    #[arg(long, env = "IRSA_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
-    pub tls_min_version: TlsMinVersion,
+    #[arg(long, env = "IRSA_TLS_MIN_VERSION", default_value = "1.2", value_parser = tls_policy::parse_min_version)]
+    pub tls_min_version: MinVersionFlag,
     /// How often the certificate files are checked for changes.
     #[arg(long, env = "IRSA_TLS_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
     pub tls_reload_interval: Duration,
     /// Without --tls-cert: generate a CA and serving certificate in memory for --service-name/--namespace.
-    #[arg(long, env = "IRSA_SELF_SIGNED", conflicts_with = "tls_cert")]
+    #[arg(long, env = "IRSA_SELF_SIGNED", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
     pub self_signed: bool,
     /// Where --self-signed writes the CA bundle (for the webhook configuration's caBundle, or curl --cacert).
     #[arg(long, env = "IRSA_CA_BUNDLE_OUT", value_name = "FILE", default_value = "irsa-webhook-ca.crt")]
     pub ca_bundle_out: PathBuf,
     /// Self-managed certificates: keep the CA and serving certificate in this Secret of --namespace (created if
     /// missing, renewed before expiry, shared by all replicas).
-    #[arg(long, env = "IRSA_CERT_SECRET", value_name = "NAME", conflicts_with_all = ["tls_cert", "self_signed"])]
+    #[arg(long, env = "IRSA_CERT_SECRET", value_name = "NAME")]
     pub cert_secret: Option<String>,
-    /// With --cert-secret: keep the caBundle of this MutatingWebhookConfiguration equal to the Secret's CA.
-    #[arg(long, env = "IRSA_WEBHOOK_CONFIG", value_name = "NAME", requires = "cert_secret")]
+    /// With a certificate kept in a Secret: keep the caBundle of this MutatingWebhookConfiguration equal to the
+    /// Secret's CA. With --cert-secret only when given; with --in-cluster/--tls-secret, default pod-identity-webhook.
+    #[arg(long, env = "IRSA_WEBHOOK_CONFIG", value_name = "NAME")]
     pub webhook_config: Option<String>,
     /// With --cert-secret: renew the serving certificate when less than this is left.
     #[arg(long, env = "IRSA_CERT_RENEW_BEFORE", default_value = "30days", value_parser = duration)]
@@ -236,10 +237,10 @@ pub struct ServeArgs {
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS", value_name = "FILE")]
     pub service_accounts: Option<PathBuf>,
     /// How long a pod whose ServiceAccount is not cached waits for the watch before a live API lookup.
-    #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = duration)]
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = go_flags::parse_duration)]
     pub service_account_lookup_grace_period: Duration,
     /// Also read identities from ConfigMap pod-identity-webhook (key "config") in --namespace.
-    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
     pub watch_config_map: bool,
     /// Log format.
     #[arg(long, env = "IRSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -262,6 +263,10 @@ pub struct ServeArgs {
     pub request_timeout: Duration,
     #[command(flatten)]
     pub mutation: MutationArgs,
+    #[command(flatten)]
+    pub reference: reference::ReferenceArgs,
+    #[command(flatten)]
+    pub klog: klog::KlogArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -348,7 +353,7 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_AWS_DEFAULT_REGION", default_value = "")]
     pub aws_default_region: String,
     /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's <prefix>/sts-regional-endpoints wins).
-    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
     pub sts_regional_endpoint: bool,
     /// JSON file listing the ServiceAccounts that use EKS Pod Identity (container credentials).
     #[arg(long, env = "IRSA_WATCH_CONTAINER_CREDENTIALS_CONFIG", value_name = "FILE")]
@@ -369,12 +374,12 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_CONTAINER_CREDENTIALS_FULL_URI", default_value_t = ContainerCredentialsSettings::default().full_uri)]
     pub container_credentials_full_uri: String,
     /// Turn role names without "arn:" into arn:<partition>:iam::<--aws-account-id>:role/<name>.
-    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
     pub compose_role_arn: bool,
-    /// Account id for --compose-role-arn (the reference reads it from instance metadata; we do not).
+    /// Account id for --compose-role-arn; serve reads it from EC2 instance metadata when not given, as the reference.
     #[arg(long, env = "IRSA_AWS_ACCOUNT_ID", value_name = "ID")]
     pub aws_account_id: Option<String>,
-    /// Partition for --compose-role-arn; default: derived from --aws-default-region (aws, aws-cn, aws-us-gov, ...).
+    /// Partition for --compose-role-arn; default: derived from the region (instance metadata's, else --aws-default-region).
     #[arg(long, env = "IRSA_AWS_PARTITION")]
     pub aws_partition: Option<String>,
     /// When to set the pod's fsGroup so a non-root process can read the token.
@@ -384,7 +389,7 @@ pub struct MutationArgs {
     #[arg(long, env = "IRSA_DEFAULT_FS_GROUP", default_value_t = settings::DEFAULT_FS_GROUP)]
     pub default_fs_group: i64,
     /// Inject AWS_ROLE_SESSION_NAME = the pod's name (downward API, so generated names work).
-    #[arg(long, env = "IRSA_INJECT_ROLE_SESSION_NAME", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = go_bool!())]
+    #[arg(long, env = "IRSA_INJECT_ROLE_SESSION_NAME", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
     pub inject_role_session_name: bool,
     /// What to add to a pod whose ServiceAccount has a role: everything, or only the fsGroup fix (when another
     /// webhook, such as EKS's managed one, injects the credentials).
@@ -394,7 +399,7 @@ pub struct MutationArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("--compose-role-arn needs --aws-account-id (this webhook does not read instance metadata)")]
+    #[error("--compose-role-arn needs --aws-account-id (only serve reads it from EC2 instance metadata)")]
     ComposeWithoutAccount,
     #[error("--aws-account-id must be 12 digits, got {0:?}")]
     BadAccount(String),

@@ -10,6 +10,7 @@ pub mod container_credentials;
 pub mod doctor;
 pub mod iam;
 pub mod identity;
+pub mod imds;
 pub mod manifest;
 pub mod mutate;
 pub mod oidc;

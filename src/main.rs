@@ -1,13 +1,26 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use irsa_webhook::cli::{Cli, Command, TrustPolicyCommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use irsa_webhook::cli::{go_flags, Cli, Command, TrustPolicyCommand};
 use irsa_webhook::commands;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let mut command = Cli::command();
+    // Go's flag syntax for serve, and the reference's binary name (`webhook`) meaning `serve`.
+    let args = match command.find_subcommand("serve") {
+        Some(serve) => go_flags::command_line(std::env::args_os().collect(), serve),
+        None => std::env::args_os().collect(),
+    };
+    let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|error| error.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.format(&mut command).exit());
+    // `--v` sets the level unless --log-level was given (on the command line or as IRSA_LOG_LEVEL).
+    let log_level_given = matches
+        .subcommand_matches("serve")
+        .and_then(|serve| serve.value_source("log_level"))
+        .is_some_and(|source| source != ValueSource::DefaultValue);
+    match run(cli, log_level_given) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("irsa-webhook: {error:#}");
@@ -16,10 +29,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, log_level_given: bool) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            commands::serve::init_logging(args.log_format, &args.log_level);
+            if args.reference.version {
+                println!("irsa-webhook {}", env!("CARGO_PKG_VERSION"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            commands::serve::init_logging(args.log_format, &args.klog.log_filter(&args.log_level, log_level_given));
             commands::serve::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }

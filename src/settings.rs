@@ -76,7 +76,9 @@ impl Default for ContainerCredentialsSettings {
     }
 }
 
-/// Turns a bare role name (`my-role`, `path/my-role`) into `arn:<partition>:iam::<account>:role/<name>`.
+/// Turns a bare role name (`my-role`, `path/my-role`) into `arn:<partition>:iam::<account>:role/<name>`, exactly as
+/// the reference does: the value is appended as it is, so `role/reader` becomes `...:role/role/reader` (a role
+/// `reader` under the path `/role/`), which is what IAM means by that name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleArnComposer {
     pub partition: String,
@@ -85,7 +87,6 @@ pub struct RoleArnComposer {
 
 impl RoleArnComposer {
     pub fn compose(&self, role: &str) -> String {
-        let role = role.strip_prefix("role/").unwrap_or(role);
         format!("arn:{}:iam::{}:role/{}", self.partition, self.account_id, role)
     }
 }
@@ -151,11 +152,11 @@ mod tests {
     }
 
     #[test]
-    fn compose_accepts_paths_and_a_role_prefix() {
+    fn compose_appends_the_value_as_the_reference_does() {
         let c = RoleArnComposer { partition: "aws".into(), account_id: "111122223333".into() };
         assert_eq!(c.compose("reader"), "arn:aws:iam::111122223333:role/reader");
         assert_eq!(c.compose("team/reader"), "arn:aws:iam::111122223333:role/team/reader");
-        assert_eq!(c.compose("role/reader"), "arn:aws:iam::111122223333:role/reader");
+        assert_eq!(c.compose("role/reader"), "arn:aws:iam::111122223333:role/role/reader");
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::admission::Admission;
+use crate::cli::cert_mode::CertMode;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::commands::reference_flags::{self, StartupError};
 use crate::container_credentials::ContainerCredentialsConfig;
 use crate::server::cert_secret::SecretCertConfig;
 use crate::server::{self, certs, http::Limits, CertificateSource, ServerConfig};
@@ -20,13 +22,17 @@ const LEAF_DAYS: i64 = 365;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Settings(#[from] crate::cli::SettingsError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     #[error("{0}")]
+    PrivilegedPort(String),
+    #[error(transparent)]
     File(#[from] crate::store::file::FileSourceError),
-    #[error("{0}")]
+    #[error(transparent)]
     Server(#[from] server::ServerError),
-    #[error("{0}")]
+    #[error(transparent)]
     WatchedFile(#[from] crate::store::watched_file::WatchedFileError),
     #[error("--cert-renew-before ({0}) must be shorter than the serving certificate's lifetime ({1} days), or every resync would renew it")]
     RenewBeforeTooLong(String, i64),
@@ -38,7 +44,7 @@ pub enum ServeError {
 
 /// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
 pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
-    let config = match &args.kubeconfig {
+    let mut config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| ServeError::Kube(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
@@ -47,6 +53,7 @@ pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
         }
         None => kube::Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
     };
+    reference_flags::override_api_url(&mut config, args.reference.kube_api.as_deref())?;
     kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
 }
 
@@ -68,15 +75,20 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
 }
 
 async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
-    let settings = Arc::new(args.mutation.to_settings()?);
-    if args.cert_secret.is_some() && args.cert_renew_before.as_secs() >= LEAF_DAYS as u64 * 86400 {
+    let startup = reference_flags::startup(args)?;
+    for warning in &startup.warnings {
+        tracing::warn!("{warning}");
+    }
+    let settings =
+        Arc::new(reference_flags::mutation_settings(&args.mutation, &args.reference.ec2_metadata_endpoint).await?);
+    if startup.certificate.needs_cluster() && args.cert_renew_before.as_secs() >= LEAF_DAYS as u64 * 86400 {
         return Err(ServeError::RenewBeforeTooLong(
             format!("{:.1} days", args.cert_renew_before.as_secs_f64() / 86400.0),
             LEAF_DAYS,
         ));
     }
     // One client for the watch, the ConfigMap and the certificate Secret, created only when something needs it.
-    let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || args.cert_secret.is_some();
+    let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || startup.certificate.needs_cluster();
     let client = if needs_cluster { Some(kube_client(args).await?) } else { None };
     let primary: Arc<dyn ServiceAccountSource> = match (&args.service_accounts, &client) {
         (Some(path), _) => {
@@ -107,16 +119,17 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         }
         None => None,
     };
-    let certificate = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            CertificateSource::Files { cert: cert.clone(), key: key.clone(), reload_interval: args.tls_reload_interval }
+    let certificate = match startup.certificate {
+        CertMode::Files { cert, key } => {
+            tracing::info!(cert = %cert.display(), key = %key.display(), "serving the certificate from files");
+            CertificateSource::Files { cert, key, reload_interval: args.tls_reload_interval }
         }
-        (_, _) if args.cert_secret.is_some() && client.is_some() => CertificateSource::Secret {
+        CertMode::Secret { secret, webhook_config } => CertificateSource::Secret {
             client: client.clone().ok_or_else(|| ServeError::Kube("no client".into()))?,
             config: SecretCertConfig {
                 namespace: args.namespace.clone(),
-                secret_name: args.cert_secret.clone().unwrap_or_default(),
-                webhook_config: args.webhook_config.clone(),
+                secret_name: secret,
+                webhook_config,
                 sans: certs::service_sans(&args.service_name, &args.namespace),
                 ca_days: 3650,
                 leaf_days: LEAF_DAYS,
@@ -124,15 +137,14 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
                 resync: args.cert_resync,
             },
         },
-        _ if args.self_signed => CertificateSource::SelfSigned {
+        CertMode::SelfSigned => CertificateSource::SelfSigned {
             sans: certs::service_sans(&args.service_name, &args.namespace),
             ca_bundle_out: args.ca_bundle_out.clone(),
         },
-        _ => return Err(server::ServerError::NoCertificate.into()),
     };
     let config = ServerConfig {
         certificate,
-        tls_min_version: args.tls_min_version,
+        tls: startup.tls,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
@@ -147,7 +159,8 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         SocketAddr::new(args.bind_address, args.port),
         SocketAddr::new(args.bind_address, args.metrics_port),
     )
-    .await?;
+    .await
+    .map_err(reference_flags::explain_listen_error)?;
     server::run(config, listeners, admission, server::shutdown_signal()).await?;
     Ok(())
 }

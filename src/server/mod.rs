@@ -5,6 +5,7 @@ pub mod certs;
 pub mod http;
 pub mod metrics;
 pub mod tls;
+pub mod tls_policy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,13 +24,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::Admission;
 use crate::store::ServiceAccountSource;
 use metrics::Metrics;
-use tls::{CertPair, CertStore, TlsMinVersion};
+use tls::{CertPair, CertStore};
+use tls_policy::TlsPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Certs(#[from] certs::CertError),
     #[error("cannot listen on {addr}: {error}")]
     Listen { addr: SocketAddr, error: std::io::Error },
@@ -37,8 +39,6 @@ pub enum ServerError {
     CaBundle { path: String, error: std::io::Error },
     #[error("certificate Secret: {0}")]
     CertSecret(#[from] cert_secret::CertSecretError),
-    #[error("no certificate: give --tls-cert and --tls-key, --cert-secret, or --self-signed")]
-    NoCertificate,
 }
 
 /// Where the serving certificate comes from.
@@ -62,7 +62,7 @@ pub enum CertificateSource {
 
 pub struct ServerConfig {
     pub certificate: CertificateSource,
-    pub tls_min_version: TlsMinVersion,
+    pub tls: TlsPolicy,
     pub limits: http::Limits,
     pub shutdown_timeout: Duration,
     /// After the signal, keep accepting this long with `/readyz` failing, so endpoints drain first.
@@ -128,7 +128,7 @@ pub async fn run(
         certs: Arc::clone(&certs),
         draining: AtomicBool::new(false),
     });
-    let acceptor = TlsAcceptor::from(tls::server_config(certs, config.tls_min_version)?);
+    let acceptor = TlsAcceptor::from(tls::server_config(certs, &config.tls)?);
     let Listeners { mutate: listener, metrics: metrics_listener } = listeners;
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(addr = %local(&listener), metrics = %local(&metrics_listener), "serving /mutate over TLS");

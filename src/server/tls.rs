@@ -14,6 +14,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::tls_policy::TlsPolicy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {error}")]
@@ -110,13 +112,9 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-pub fn server_config(store: Arc<CertStore>, min: TlsMinVersion) -> Result<Arc<ServerConfig>, TlsError> {
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
-        TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
-    };
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)
+pub fn server_config(store: Arc<CertStore>, policy: &TlsPolicy) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(policy.provider()))
+        .with_protocol_versions(&policy.versions())
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(store);

@@ -5,9 +5,17 @@
 //! which inotify on the file path does not report reliably; reading through the path every second always sees the
 //! current target, costs a small read, and needs no new crate. Used for `--watch-container-credentials-config`;
 //! generic so a certificate reloader can use it too ([`WatchedFile::load_all`] reads cert and key as one value).
+//!
+//! [`WatchedFile::load_optional`] is for a file whose absence means "nothing configured", as the reference treats
+//! its container-credentials file: missing reads as empty, at start and at runtime, and a file that does not parse
+//! at start leaves the given initial value in place (logged at error level, counted, re-read on every change)
+//! rather than stopping the webhook. A version that does not parse later keeps the last good value: emptying a
+//! file is a deliberate act, a half-written or mistyped file is not, and dropping every identity because of a
+//! typo would silently switch pods from Pod Identity to no credentials.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -45,6 +53,10 @@ pub struct WatchedFile<T> {
     parse: Box<Parser<T>>,
     current: RwLock<Arc<T>>,
     seen: Mutex<Seen>,
+    /// A missing file reads as empty ([`WatchedFile::load_optional`]).
+    missing_is_empty: bool,
+    /// Versions that did not parse, each distinct content counted once.
+    rejected: AtomicU64,
 }
 
 impl<T: Send + Sync + 'static> WatchedFile<T> {
@@ -71,7 +83,53 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
             .collect::<Result<Vec<_>, _>>()?;
         let value = parse(&contents).map_err(|error| WatchedFileError::Parse { path: joined(&paths), error })?;
         let seen = Seen { digest: digest(&contents), ..Seen::default() };
-        Ok(Self { paths, parse, current: RwLock::new(Arc::new(value)), seen: Mutex::new(seen) })
+        Ok(Self {
+            paths,
+            parse,
+            current: RwLock::new(Arc::new(value)),
+            seen: Mutex::new(seen),
+            missing_is_empty: false,
+            rejected: AtomicU64::new(0),
+        })
+    }
+
+    /// A file whose absence means "nothing configured" (see the module documentation): never fails. A missing
+    /// file is parsed as empty; an unreadable or unparsable one leaves `initial`, with an error logged.
+    pub fn load_optional<E: Display>(
+        path: impl Into<PathBuf>,
+        parse: impl Fn(&[u8]) -> Result<T, E> + Send + Sync + 'static,
+        initial: T,
+    ) -> Self {
+        let path = path.into();
+        let parse: Box<Parser<T>> = Box::new(move |contents: &[Vec<u8>]| {
+            parse(contents.first().map(Vec::as_slice).unwrap_or_default()).map_err(|e| e.to_string())
+        });
+        let file = Self {
+            paths: vec![path],
+            parse,
+            current: RwLock::new(Arc::new(initial)),
+            // Never equal to a real digest's first read: the first reload parses whatever is there.
+            seen: Mutex::new(Seen { digest: [0xff; 32], ..Seen::default() }),
+            missing_is_empty: true,
+            rejected: AtomicU64::new(0),
+        };
+        let contents = file.paths.iter().map(|p| read_sync(p, true)).collect::<Result<Vec<_>, _>>();
+        match contents {
+            Ok(contents) => {
+                file.lock_seen().digest = digest(&contents);
+                match (file.parse)(&contents) {
+                    Ok(value) => *file.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value),
+                    Err(error) => file.report(&WatchedFileError::Parse { path: joined(&file.paths), error }),
+                }
+            }
+            Err(error) => file.report(&error),
+        }
+        file
+    }
+
+    /// How many versions of the file did not parse (each distinct content once), for logs and metrics.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     /// The last good value; cheap enough for every request.
@@ -90,6 +148,9 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         for path in &self.paths {
             match tokio::fs::read(path).await {
                 Ok(bytes) => contents.push(bytes),
+                Err(error) if self.missing_is_empty && error.kind() == std::io::ErrorKind::NotFound => {
+                    contents.push(Vec::new())
+                }
                 Err(error) => {
                     let error = WatchedFileError::Read { path: shown(path), error };
                     self.report(&error);
@@ -143,11 +204,20 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
 
     fn report(&self, error: &WatchedFileError) {
         let problem = error.to_string();
+        let is_read = matches!(error, WatchedFileError::Read { .. });
+        if !is_read {
+            // reload only parses bytes it has not seen: each bad version is counted once.
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
         let mut seen = self.lock_seen();
         if seen.problem.as_deref() != Some(problem.as_str()) {
-            tracing::warn!(error = %problem, "keeping the last good version");
+            if self.missing_is_empty {
+                tracing::error!(error = %problem, rejected = self.rejected(), "keeping the last good version");
+            } else {
+                tracing::warn!(error = %problem, "keeping the last good version");
+            }
             seen.problem = Some(problem);
-            seen.problem_is_read = matches!(error, WatchedFileError::Read { .. });
+            seen.problem_is_read = is_read;
         }
     }
 
@@ -156,21 +226,34 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
     }
 }
 
-/// `--watch-container-credentials-config FILE`: loaded now, re-read every [`DEFAULT_POLL_INTERVAL`].
+/// `--watch-container-credentials-config FILE`: loaded now, re-read every [`DEFAULT_POLL_INTERVAL`]. As in the
+/// reference, a missing or empty file means no identities (at start and whenever it becomes so).
 pub fn watch_container_credentials(
     path: &Path,
 ) -> Result<Arc<WatchedFile<ContainerCredentialsConfig>>, WatchedFileError> {
-    let file = Arc::new(load_container_credentials(path)?);
+    let file = Arc::new(load_container_credentials(path));
     file.spawn(DEFAULT_POLL_INTERVAL);
     Ok(file)
 }
 
-/// The container-credentials config as a [`WatchedFile`], not yet polled.
-pub fn load_container_credentials(path: &Path) -> Result<WatchedFile<ContainerCredentialsConfig>, WatchedFileError> {
-    WatchedFile::load(path, |bytes: &[u8]| {
+/// The container-credentials config as an optional [`WatchedFile`] (missing or empty: no identities), not yet
+/// polled.
+pub fn load_container_credentials(path: &Path) -> WatchedFile<ContainerCredentialsConfig> {
+    let parse = |bytes: &[u8]| {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+        if text.trim().is_empty() {
+            return Ok(ContainerCredentialsConfig::default());
+        }
         ContainerCredentialsConfig::parse(text).map_err(|e| e.to_string())
-    })
+    };
+    WatchedFile::load_optional(path, parse, ContainerCredentialsConfig::default())
+}
+
+fn read_sync(path: &Path, missing_is_empty: bool) -> Result<Vec<u8>, WatchedFileError> {
+    match std::fs::read(path) {
+        Err(error) if missing_is_empty && error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other.map_err(|error| WatchedFileError::Read { path: shown(path), error }),
+    }
 }
 
 fn digest(contents: &[Vec<u8>]) -> [u8; 32] {
@@ -243,7 +326,7 @@ mod tests {
     #[tokio::test]
     async fn follows_kubelet_symlink_swaps_and_keeps_the_last_good_config() {
         let mut mount = KubeletDir::new(&identities(&["a"]));
-        let file = load_container_credentials(&mount.path()).unwrap();
+        let file = load_container_credentials(&mount.path());
         assert!(has(&file, "a"));
         assert!(!file.reload().await.unwrap(), "unchanged");
 
@@ -255,37 +338,54 @@ mod tests {
         assert!(matches!(file.reload().await, Err(WatchedFileError::Parse { .. })));
         assert!(has(&file, "b"), "the last good config stays");
         assert!(!file.reload().await.unwrap(), "the same broken bytes are not re-parsed");
+        assert_eq!(file.rejected(), 1, "each bad version is counted once");
 
         mount.update(&identities(&["c"]));
         assert!(file.reload().await.unwrap());
         assert!(has(&file, "c"));
     }
 
+    /// The reference's semantics: a deleted or emptied file clears the identities; it coming back restores them.
     #[tokio::test]
-    async fn a_vanished_file_keeps_the_last_good_config() {
+    async fn a_deleted_or_emptied_file_clears_the_identities() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, identities(&["a"])).unwrap();
-        let file = load_container_credentials(&path).unwrap();
+        let file = load_container_credentials(&path);
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(file.reload().await, Err(WatchedFileError::Read { .. })));
-        assert!(has(&file, "a"));
+        assert!(file.reload().await.unwrap());
+        assert!(file.current().is_empty(), "deleted: no identities");
         std::fs::write(&path, identities(&["a"])).unwrap();
-        assert!(!file.reload().await.unwrap(), "back as it was");
+        assert!(file.reload().await.unwrap());
+        assert!(has(&file, "a"));
+        std::fs::write(&path, "").unwrap();
+        assert!(file.reload().await.unwrap());
+        assert!(file.current().is_empty(), "emptied: no identities");
         std::fs::write(&path, identities(&["z"])).unwrap();
         assert!(file.reload().await.unwrap());
         assert!(has(&file, "z"));
+        assert_eq!(file.rejected(), 0);
     }
 
-    #[test]
-    fn load_reports_missing_and_invalid_files() {
+    #[tokio::test]
+    async fn missing_empty_or_invalid_at_start_means_no_identities_and_keeps_watching() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.json");
-        assert!(matches!(load_container_credentials(&missing), Err(WatchedFileError::Read { .. })));
+        let missing = load_container_credentials(&dir.path().join("missing.json"));
+        assert!(missing.current().is_empty());
+        assert!(!missing.reload().await.unwrap(), "still missing: nothing changed");
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, "\n").unwrap();
+        assert!(load_container_credentials(&empty).current().is_empty());
+
         let invalid = dir.path().join("invalid.json");
         std::fs::write(&invalid, "[").unwrap();
-        let error = load_container_credentials(&invalid).err().unwrap();
-        assert!(error.to_string().contains("invalid.json"), "{error}");
+        let file = load_container_credentials(&invalid);
+        assert!(file.current().is_empty());
+        assert_eq!(file.rejected(), 1);
+        assert!(!file.reload().await.unwrap(), "the same bad bytes are not re-parsed");
+        std::fs::write(&invalid, identities(&["fixed"])).unwrap();
+        assert!(file.reload().await.unwrap());
+        assert!(has(&file, "fixed"));
     }
 
     #[tokio::test]
@@ -314,7 +414,7 @@ mod tests {
     #[tokio::test]
     async fn the_poller_picks_up_changes_and_stops_with_its_file() {
         let mut mount = KubeletDir::new(&identities(&["a"]));
-        let file = Arc::new(load_container_credentials(&mount.path()).unwrap());
+        let file = Arc::new(load_container_credentials(&mount.path()));
         let task = file.spawn(Duration::from_millis(10));
         mount.update(&identities(&["b"]));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

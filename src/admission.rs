@@ -171,7 +171,7 @@ impl Admission {
             body: Vec::new(),
             uid: request.uid.to_string(),
             pod: request.object.as_ref().map(pod_name).unwrap_or_default(),
-            namespace: shown(namespace).to_string(),
+            namespace: shown(namespace).to_owned_string(),
             service_account: None,
             dry_run: request.dry_run.unwrap_or(false),
             outcome: Outcome::Ignored,
@@ -211,10 +211,10 @@ impl Admission {
             reviewed.outcome = Outcome::InvalidPod(why);
             return None;
         }
-        reviewed.service_account = Some(sa.clone());
+        let sa = reviewed.service_account.insert(sa);
         let in_container_credentials =
-            self.container_credentials.as_ref().is_some_and(|current| current().contains(&sa));
-        let config = match self.source.lookup(&sa).await {
+            self.container_credentials.as_ref().is_some_and(|current| current().contains(sa));
+        let config = match self.source.lookup(sa).await {
             Lookup::Found(config) => Some(config),
             Lookup::NotFound => None,
             Lookup::Unavailable(why) if !in_container_credentials => {
@@ -225,7 +225,7 @@ impl Admission {
             Lookup::Unavailable(_) => None,
         };
         warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
-        let Some(identity) = identity::resolve(&sa, config.as_deref(), in_container_credentials) else {
+        let Some(identity) = identity::resolve(sa, config.as_deref(), in_container_credentials) else {
             reviewed.outcome = if config.is_some() { Outcome::NoRole } else { Outcome::ServiceAccountNotFound };
             return None;
         };
@@ -261,8 +261,12 @@ impl Admission {
 /// The pod's name for logs: its name, else `<generateName>*`.
 fn pod_name(pod: &Pod<'_>) -> String {
     match (pod.name(), pod.generate_name()) {
-        (Some(name), _) => shown(name).to_string(),
-        (None, Some(prefix)) => format!("{}*", shown(prefix)),
+        (Some(name), _) => shown(name).to_owned_string(),
+        (None, Some(prefix)) => {
+            let mut name = shown(prefix).to_owned_string();
+            name.push('*');
+            name
+        }
         (None, None) => String::new(),
     }
 }

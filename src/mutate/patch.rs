@@ -183,9 +183,9 @@ fn env_json(out: &mut Vec<u8>, var: &EnvVar<'_>) {
             out.extend_from_slice(b"\",\"value\":");
             string(out, value);
         }
-        EnvValue::TokenFile { .. } => {
+        EnvValue::TokenFile { mount_path, file, windows } => {
             out.extend_from_slice(b"\",\"value\":");
-            string(out, &var.value.text());
+            token_file(out, mount_path, file, *windows);
         }
         EnvValue::FieldRef(path) => {
             out.extend_from_slice(b"\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":");
@@ -194,6 +194,31 @@ fn env_json(out: &mut Vec<u8>, var: &EnvVar<'_>) {
         }
     }
     out.push(b'}');
+}
+
+/// `token_file_path(mount_path, file, windows)` as a JSON string, written in pieces: no intermediate `String`.
+fn token_file(out: &mut Vec<u8>, mount_path: &str, file: &str, windows: bool) {
+    let start = out.len();
+    string(out, mount_path.trim_end_matches('/'));
+    out.pop(); // the closing quote: the path goes on
+    out.push(b'/');
+    let middle = out.len();
+    string(out, file);
+    out.remove(middle); // the opening quote of the second piece
+    if windows {
+        // `C:` in front and backslashes for slashes; a backslash is escaped in JSON, so each `/` becomes `\\`.
+        let mut windows_path = Vec::with_capacity(out.len() - start + 8);
+        windows_path.extend_from_slice(b"\"C:");
+        for &byte in &out[start + 1..] {
+            if byte == b'/' {
+                windows_path.extend_from_slice(b"\\\\");
+            } else {
+                windows_path.push(byte);
+            }
+        }
+        out.truncate(start);
+        out.extend_from_slice(&windows_path);
+    }
 }
 
 /// A JSON string, escaped by serde_json (writing into a `Vec` cannot fail).
@@ -232,6 +257,21 @@ mod tests {
         );
         let patch: json_patch::Patch = serde_json::from_str(&text).unwrap();
         assert_eq!(patch.0.len(), 2);
+    }
+
+    #[test]
+    fn token_file_values_equal_the_path_the_core_names() {
+        for (mount, file, windows) in [
+            ("/var/run/secrets/eks.amazonaws.com/serviceaccount", "token", false),
+            ("/var/run/secrets/eks.amazonaws.com/serviceaccount/", "token", true),
+            ("/odd \"path\"\\/", "tök/en", true),
+            ("/", "t", false),
+        ] {
+            let mut out = Vec::new();
+            token_file(&mut out, mount, file, windows);
+            let value: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(value, crate::mutate::token_file_path(mount, file, windows), "{mount} {file} {windows}");
+        }
     }
 
     #[test]

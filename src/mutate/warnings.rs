@@ -53,6 +53,17 @@ pub fn shown(value: &str) -> Shown<'_> {
 pub struct Shown<'a>(&'a str);
 
 impl Shown<'_> {
+    /// The shown text as a `String`, without the formatting machinery (this runs on every request).
+    pub fn to_owned_string(&self) -> String {
+        let (text, cut) = self.parts();
+        let mut owned = String::with_capacity(text.len() + if cut { 3 } else { 0 });
+        owned.push_str(text);
+        if cut {
+            owned.push('…');
+        }
+        owned
+    }
+
     fn parts(&self) -> (&str, bool) {
         match self.0.char_indices().nth(MAX_SHOWN_CHARS) {
             Some((cut, _)) => (&self.0[..cut], true),
@@ -99,5 +110,7 @@ mod tests {
         let long = "é".repeat(1000);
         assert_eq!(shown(&long).to_string().chars().count(), MAX_SHOWN_CHARS + 1);
         assert_eq!(format!("{:?}", shown("a\"b")), r#""a\"b""#);
+        assert_eq!(shown(&long).to_owned_string(), shown(&long).to_string());
+        assert_eq!(shown("short").to_owned_string(), "short");
     }
 }

@@ -1,4 +1,9 @@
+use super::certificate::unix_date;
+use super::facts::is_later;
 use super::*;
+use crate::identity::ServiceAccountConfig;
+use crate::settings::{FsGroupFix, InjectMode};
+use crate::trust_policy::shell_word;
 use serde_json::json;
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/app";
@@ -49,7 +54,7 @@ fn mutated(pod: Value, sa: &ServiceAccountManifest, settings: &MutationSettings)
         settings,
     );
     let identity = identity::resolve(&sa.reference, Some(&config), false).unwrap();
-    let mutation = mutate(&pod, Some(&identity), settings).unwrap();
+    let mutation = mutate::mutate_value(&pod, Some(&identity), settings).unwrap();
     let mut pod = pod;
     json_patch::patch(&mut pod, &mutation.patch).unwrap();
     pod
@@ -60,7 +65,14 @@ fn offline(pod: &Value, sa: Option<&ServiceAccountManifest>) -> Vec<Finding> {
 }
 
 fn offline_with(pod: &Value, sa: Option<&ServiceAccountManifest>, settings: &MutationSettings) -> Vec<Finding> {
-    let inputs = Inputs { pod, service_account: sa, container_credentials: false, settings, source: Source::Offline };
+    let inputs = Inputs {
+        pod,
+        service_account: sa,
+        container_credentials: false,
+        settings,
+        source: Source::Offline,
+        iam: IamInputs::default(),
+    };
     diagnose(&inputs).unwrap()
 }
 
@@ -70,6 +82,8 @@ struct Cluster {
     namespace_labels: BTreeMap<String, String>,
     namespace_readable: bool,
     now: i64,
+    settings: MutationSettings,
+    published_issuer: Result<&'static str, &'static str>,
 }
 
 /// 2024-05-10T00:00:00Z: a week after the pods above were created.
@@ -77,7 +91,15 @@ const NOW: i64 = 1_715_299_200;
 
 impl Cluster {
     fn new(configurations: Vec<Value>) -> Self {
-        Self { configurations, only: None, namespace_labels: BTreeMap::new(), namespace_readable: true, now: NOW }
+        Self {
+            configurations,
+            only: None,
+            namespace_labels: BTreeMap::new(),
+            namespace_readable: true,
+            now: NOW,
+            settings: MutationSettings::default(),
+            published_issuer: Err("not read"),
+        }
     }
 
     fn labels(mut self, pairs: &[(&str, &str)]) -> Self {
@@ -85,20 +107,30 @@ impl Cluster {
         self
     }
 
+    fn settings(mut self, settings: MutationSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     fn run(&self, pod: &Value, sa: Option<&ServiceAccountManifest>) -> Vec<Finding> {
-        let settings = MutationSettings::default();
+        self.run_with(pod, sa, IamInputs::default())
+    }
+
+    fn run_with(&self, pod: &Value, sa: Option<&ServiceAccountManifest>, iam: IamInputs<'_>) -> Vec<Finding> {
         let view = ClusterView {
             webhook_configurations: Ok(&self.configurations),
             webhook_config_name: self.only,
             namespace_labels: if self.namespace_readable { Ok(&self.namespace_labels) } else { Err("forbidden") },
+            published_issuer: self.published_issuer,
             now: self.now,
         };
         let inputs = Inputs {
             pod,
             service_account: sa,
             container_credentials: false,
-            settings: &settings,
+            settings: &self.settings,
             source: Source::Cluster(view),
+            iam,
         };
         diagnose(&inputs).unwrap()
     }
@@ -213,6 +245,7 @@ fn an_invalid_pod_is_an_error_not_a_finding() {
         container_credentials: false,
         settings: &settings,
         source: Source::Offline,
+        iam: IamInputs::default(),
     };
     assert!(matches!(diagnose(&inputs), Err(DoctorError::InvalidPod(_))));
 }
@@ -322,6 +355,7 @@ fn container_credentials_need_no_role() {
         container_credentials: true,
         settings: &settings,
         source: Source::Offline,
+        iam: IamInputs::default(),
     };
     let findings = diagnose(&inputs).unwrap();
     assert!(expect(&findings, Status::Ok, CHECK_SERVICE_ACCOUNT).message.contains("EKS Pod Identity"));
@@ -572,6 +606,7 @@ fn unreadable_cluster_parts_are_hints() {
         webhook_configurations: Err("forbidden"),
         webhook_config_name: None,
         namespace_labels: Ok(&labels),
+        published_issuer: Err("not read"),
         now: NOW,
     };
     let pod = stored_pod();
@@ -582,6 +617,7 @@ fn unreadable_cluster_parts_are_hints() {
         container_credentials: false,
         settings: &settings,
         source: Source::Cluster(view),
+        iam: IamInputs::default(),
     };
     let findings = diagnose(&inputs).unwrap();
     assert!(expect(&findings, Status::Hint, CHECK_WEBHOOK)
@@ -847,8 +883,309 @@ fn timestamps_compare_only_when_well_formed() {
 
 #[test]
 fn shell_quoting_of_annotation_values() {
-    assert_eq!(shell_quote(ROLE), ROLE);
-    assert_eq!(shell_quote("a b"), "'a b'");
-    assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    assert_eq!(shell_quote(""), "''");
+    assert_eq!(shell_word(ROLE), ROLE);
+    assert_eq!(shell_word("a b"), "'a b'");
+    assert_eq!(shell_word("it's"), r"'it'\''s'");
+    assert_eq!(shell_word(""), "''");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// webhook-overlap and duplicates (issue 15: next to EKS's managed webhook)
+
+/// EKS's managed webhook (and the reference's own deployment) as `kubectl get -o json` shows it.
+fn eks_webhook() -> Value {
+    json!({"metadata": {"name": "pod-identity-webhook"}, "webhooks": [{
+        "name": "iam-for-pods.amazonaws.com", "failurePolicy": "Ignore", "reinvocationPolicy": "IfNeeded",
+        "clientConfig": {"url": "https://127.0.0.1:23443/mutate", "caBundle": ca_bundle().0},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "objectSelector": {"matchExpressions": [
+            {"key": "eks.amazonaws.com/skip-pod-identity-webhook", "operator": "DoesNotExist"}]},
+    }]})
+}
+
+fn fs_group_only() -> MutationSettings {
+    MutationSettings { inject: InjectMode::FsGroupOnly, ..MutationSettings::default() }
+}
+
+#[test]
+fn ours_in_fs_group_only_mode_next_to_eks_is_safe() {
+    let sa = role_sa();
+    // EKS injected the credentials (no fsGroup fix there); ours added the fsGroup.
+    let pod = mutated(non_root(stored_pod()), &sa, &MutationSettings::default());
+    let cluster = Cluster::new(vec![chart_webhook(), eks_webhook()]).settings(fs_group_only());
+    let findings = cluster.run(&pod, Some(&sa));
+    no_problems(&findings);
+    let ok = expect(&findings, Status::Ok, CHECK_OVERLAP);
+    assert!(ok.message.contains("safe, irsa-webhook runs with --inject=fs-group-only"), "{}", ok.message);
+    // Configurations are called in name order: irsa-webhook < pod-identity-webhook.
+    assert!(ok
+        .message
+        .contains("(MutatingWebhookConfiguration irsa-webhook (webhook irsa-webhook.amazonaws.com) is called first)"));
+    assert!(expect(&findings, Status::Ok, CHECK_DUPLICATES).message.contains("one token volume"));
+    // Both selecting webhooks are named, each with its caBundle checked.
+    assert_eq!(findings.iter().filter(|f| f.status == Status::Ok && f.check == CHECK_WEBHOOK).count(), 2);
+    assert_eq!(findings.iter().filter(|f| f.check == CHECK_CERTIFICATE).count(), 2);
+}
+
+#[test]
+fn two_full_injectors_are_safe_when_they_recognise_each_other_and_say_what_differs() {
+    let sa = role_sa();
+    let pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    let findings = Cluster::new(vec![eks_webhook(), chart_webhook()]).run(&pod, Some(&sa));
+    no_problems(&findings);
+    let ok = expect(&findings, Status::Ok, CHECK_OVERLAP);
+    assert!(ok.message.contains("both inject credentials: safe"), "{}", ok.message);
+    assert!(ok.message.contains("both name the token volume aws-iam-token"), "{}", ok.message);
+    let hint = expect(&findings, Status::Hint, CHECK_OVERLAP);
+    assert!(hint.message.starts_with("one injector is simpler"), "{}", hint.message);
+
+    let custom = MutationSettings { token_audience: "vault".into(), ..MutationSettings::default() };
+    let findings = Cluster::new(vec![eks_webhook(), chart_webhook()]).settings(custom).run(&pod, Some(&sa));
+    let hint = expect(&findings, Status::Hint, CHECK_OVERLAP);
+    assert!(hint.message.contains("audience vault (theirs: sts.amazonaws.com)"), "{}", hint.message);
+}
+
+#[test]
+fn two_injectors_that_do_not_recognise_each_others_volume_are_a_problem() {
+    let mut settings = MutationSettings::default();
+    settings.container_credentials.token_volume_name = "pod-identity-token".into();
+    let cluster = Cluster::new(vec![eks_webhook(), chart_webhook()]).settings(settings);
+    let view = ClusterView {
+        webhook_configurations: Ok(&cluster.configurations),
+        webhook_config_name: None,
+        namespace_labels: Ok(&cluster.namespace_labels),
+        published_issuer: Err("not read"),
+        now: NOW,
+    };
+    let pod = stored_pod();
+    let inputs = Inputs {
+        pod: &pod,
+        service_account: None,
+        container_credentials: true,
+        settings: &cluster.settings,
+        source: Source::Cluster(view),
+        iam: IamInputs::default(),
+    };
+    let findings = diagnose(&inputs).unwrap();
+    let problem = expect(&findings, Status::Problem, CHECK_OVERLAP);
+    assert!(problem.message.contains("pod-identity-token"), "{}", problem.message);
+    assert!(problem.message.contains("eks-pod-identity-token"), "{}", problem.message);
+}
+
+#[test]
+fn fs_group_only_without_an_injector_and_two_registrations_of_one() {
+    let sa = role_sa();
+    let findings = Cluster::new(vec![chart_webhook()]).settings(fs_group_only()).run(&stored_pod(), Some(&sa));
+    let problem = expect(&findings, Status::Problem, CHECK_OVERLAP);
+    assert!(problem.message.contains("no webhook that injects credentials"), "{}", problem.message);
+    let injection = expect(&findings, Status::Problem, CHECK_INJECTION);
+    assert!(injection.message.contains("--inject=fs-group-only"), "{}", injection.message);
+
+    let mut second = chart_webhook();
+    second["metadata"]["name"] = json!("irsa-webhook-old");
+    let pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    let findings = Cluster::new(vec![chart_webhook(), second]).run(&pod, Some(&sa));
+    no_problems(&findings);
+    let hint = expect(&findings, Status::Hint, CHECK_OVERLAP);
+    assert!(hint.message.starts_with("2 registrations of irsa-webhook select this pod"), "{}", hint.message);
+}
+
+#[test]
+fn duplicates_are_flagged_whatever_added_them() {
+    let sa = role_sa();
+    let mut pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "irsa-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "token"}}]}}));
+    let container = &mut pod["spec"]["containers"][0];
+    container["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "irsa-token", "mountPath": "/irsa"}));
+    container["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/other"}));
+    let findings = offline(&pod, Some(&sa));
+    let problems: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.status == Status::Problem && f.check == CHECK_DUPLICATES)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(problems.len(), 3, "{}", render_text(&findings));
+    assert!(problems[0].contains("has 2 token volumes for the credentials (aws-iam-token, irsa-token)"));
+    assert!(problems[1].starts_with("container app mounts the token 2 times"), "{}", problems[1]);
+    assert!(problems[2].starts_with("container app sets AWS_ROLE_ARN 2 times"), "{}", problems[2]);
+    assert!(problems[2].ends_with("Kubernetes uses the last"));
+
+    // The API server's own token volume (no audience) and other audiences are not the credentials' token.
+    let mut pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    pod["spec"]["volumes"].as_array_mut().unwrap().extend([
+        json!({"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}),
+        json!({"name": "vault", "projected": {"sources": [{"serviceAccountToken": {"audience": "vault", "path": "t"}}]}}),
+    ]);
+    let findings = offline(&pod, Some(&sa));
+    assert!(find(&findings, Status::Problem, CHECK_DUPLICATES).is_none(), "{}", render_text(&findings));
+    // No second webhook: no `ok duplicates` line either.
+    assert!(find(&findings, Status::Ok, CHECK_DUPLICATES).is_none());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// IAM's side: --role-policy, --issuer, --token-request
+
+const ISSUER: &str = "https://oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+
+fn policy(sub: &str) -> crate::iam::RolePolicy {
+    let host = ISSUER.trim_start_matches("https://");
+    crate::iam::parse(
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::111122223333:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {format!("{host}:sub"): sub, format!("{host}:aud"): "sts.amazonaws.com"}}}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn offline_iam(pod: &Value, sa: &ServiceAccountManifest, iam: IamInputs<'_>) -> Vec<Finding> {
+    let settings = MutationSettings::default();
+    let inputs = Inputs {
+        pod,
+        service_account: Some(sa),
+        container_credentials: false,
+        settings: &settings,
+        source: Source::Offline,
+        iam,
+    };
+    diagnose(&inputs).unwrap()
+}
+
+#[test]
+fn the_role_policy_is_evaluated_for_the_pods_token() {
+    let sa = role_sa();
+    let pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    let good = policy("system:serviceaccount:team:app");
+    let iam = IamInputs { role_policy: Some(&good), issuer: Some(ISSUER), token_request: None };
+    let findings = offline_iam(&pod, &sa, iam);
+    no_problems(&findings);
+    assert!(expect(&findings, Status::Ok, CHECK_TRUST_POLICY).message.contains("allows ServiceAccount team/app"));
+
+    let typo = policy("system:serviceaccount:team:ap");
+    let iam = IamInputs { role_policy: Some(&typo), issuer: Some(ISSUER), token_request: None };
+    let findings = offline_iam(&pod, &sa, iam);
+    let problem = expect(&findings, Status::Problem, CHECK_TRUST_POLICY);
+    assert!(problem.message.contains("a typo?"), "{}", problem.message);
+
+    // Without an issuer nothing is guessed.
+    let iam = IamInputs { role_policy: Some(&good), issuer: None, token_request: None };
+    let problem = offline_iam(&pod, &sa, iam).into_iter().find(|f| f.check == CHECK_TRUST_POLICY).unwrap();
+    assert!(problem.message.contains("issuer is not known"), "{}", problem.message);
+}
+
+#[test]
+fn the_published_issuer_wins_and_a_different_issuer_flag_is_a_problem() {
+    let sa = role_sa();
+    let pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    let good = policy("system:serviceaccount:team:app");
+    let mut cluster = Cluster::new(vec![chart_webhook()]);
+    cluster.published_issuer = Ok("https://oidc.eks.us-west-2.amazonaws.com/id/C0FFEE0000000000000000000000000A");
+    let iam = IamInputs { role_policy: Some(&good), issuer: Some(ISSUER), token_request: None };
+    let findings = cluster.run_with(&pod, Some(&sa), iam);
+    let issuer = expect(&findings, Status::Problem, CHECK_ISSUER);
+    assert!(
+        issuer.message.starts_with(&format!("--issuer is {ISSUER}, but the cluster publishes")),
+        "{}",
+        issuer.message
+    );
+    // Evaluated with the cluster's issuer: the policy is another cluster's.
+    let problem = expect(&findings, Status::Problem, CHECK_TRUST_POLICY);
+    assert!(problem.message.contains("another cluster"), "{}", problem.message);
+}
+
+fn plan() -> TokenRequestPlan {
+    TokenRequestPlan {
+        service_account: ServiceAccountRef::new("team", "app"),
+        audience: "sts.amazonaws.com".into(),
+        expiration_seconds: 86400,
+        pod_name: "app-1".into(),
+        pod_uid: "u-1".into(),
+        from_pod: true,
+    }
+}
+
+fn claims(iss: &str) -> TokenClaims {
+    TokenClaims {
+        iss: Some(iss.into()),
+        sub: Some("system:serviceaccount:team:app".into()),
+        aud: vec!["sts.amazonaws.com".into()],
+        exp: Some(NOW + 86400),
+        iat: Some(NOW),
+        kubernetes: None,
+    }
+}
+
+#[test]
+fn the_token_request_plan_is_the_kubelets_request_for_the_pod() {
+    let sa = role_sa();
+    let settings = MutationSettings::default();
+    let pod = mutated(stored_pod(), &sa, &settings);
+    let inputs = Inputs {
+        pod: &pod,
+        service_account: Some(&sa),
+        container_credentials: false,
+        settings: &settings,
+        source: Source::Offline,
+        iam: IamInputs::default(),
+    };
+    assert_eq!(token_request_plan(&inputs), Some(plan()));
+    // Not yet mutated: the volume the webhook would add, said so.
+    let pod = stored_pod();
+    let inputs = Inputs { pod: &pod, ..inputs };
+    assert_eq!(token_request_plan(&inputs), Some(TokenRequestPlan { from_pod: false, ..plan() }));
+    // No role: nothing to ask for.
+    let inputs = Inputs { service_account: None, ..inputs };
+    assert_eq!(token_request_plan(&inputs), None);
+}
+
+#[test]
+fn the_tokens_claims_are_checked_against_the_cluster_and_the_policy() {
+    let sa = role_sa();
+    let pod = mutated(stored_pod(), &sa, &MutationSettings::default());
+    let good = policy("system:serviceaccount:team:app");
+    let mut cluster = Cluster::new(vec![chart_webhook()]);
+    cluster.published_issuer = Ok(ISSUER);
+
+    let issued = TokenRequestOutcome::Issued { plan: plan(), claims: claims(ISSUER) };
+    let iam = IamInputs { role_policy: Some(&good), issuer: None, token_request: Some(&issued) };
+    let findings = cluster.run_with(&pod, Some(&sa), iam);
+    no_problems(&findings);
+    let ok = expect(&findings, Status::Ok, CHECK_TOKEN_REQUEST);
+    assert!(
+        ok.message.contains(&format!(
+            "iss {ISSUER}, sub system:serviceaccount:team:app, aud sts.amazonaws.com, valid 86400 s"
+        )),
+        "{}",
+        ok.message
+    );
+    assert!(expect(&findings, Status::Ok, CHECK_ISSUER).message.contains("is the issuer the cluster publishes"));
+    expect(&findings, Status::Ok, CHECK_TRUST_POLICY);
+
+    // The token's iss differs from the discovery document, and the policy is evaluated with the real iss.
+    let other = "https://oidc.eks.us-west-2.amazonaws.com/id/C0FFEE0000000000000000000000000A";
+    let mut shortened = claims(other);
+    shortened.exp = Some(NOW + 3600);
+    let issued = TokenRequestOutcome::Issued { plan: plan(), claims: shortened };
+    let iam = IamInputs { role_policy: Some(&good), issuer: None, token_request: Some(&issued) };
+    let findings = cluster.run_with(&pod, Some(&sa), iam);
+    assert!(expect(&findings, Status::Problem, CHECK_ISSUER)
+        .message
+        .contains("but /.well-known/openid-configuration says"));
+    assert!(expect(&findings, Status::Problem, CHECK_TRUST_POLICY).message.contains("another cluster"));
+    assert!(expect(&findings, Status::Hint, CHECK_TOKEN_REQUEST).message.contains("shortened the token to 3600 s"));
+
+    // Refused: a hint naming the permission, never a problem of the pod.
+    let refused = TokenRequestOutcome::Refused { plan: plan(), reason: "403 forbidden".into() };
+    let iam = IamInputs { role_policy: None, issuer: None, token_request: Some(&refused) };
+    let findings = cluster.run_with(&pod, Some(&sa), iam);
+    no_problems(&findings);
+    let hint = expect(&findings, Status::Hint, CHECK_TOKEN_REQUEST);
+    assert!(hint.fix.as_deref().unwrap().contains("create on serviceaccounts/token"), "{hint:?}");
 }

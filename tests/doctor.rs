@@ -49,7 +49,8 @@ fn case_args(dir: &Path) -> Vec<String> {
         dir.join("serviceaccounts.yaml").display().to_string(),
     ];
     if let Ok(extra) = std::fs::read_to_string(dir.join("args")) {
-        args.extend(extra.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
+        let case = dir.display().to_string();
+        args.extend(extra.lines().filter(|l| !l.trim().is_empty()).map(|l| l.replace("{case}", &case)));
     }
     args
 }

@@ -144,12 +144,12 @@ pub struct Registrations<'a> {
 }
 
 impl Registrations<'_> {
-    /// Why no webhook that injects credentials would call for this pod; `None` when one would.
-    fn exclusion(&self, need: &PodNeed) -> Option<String> {
-        let candidates = webhook::injectors(self.webhook_configurations, self.webhook_config_name);
+    /// Why none of `candidates` (the webhooks that inject credentials) would call for this pod; `None` when one
+    /// would.
+    fn exclusion(&self, candidates: &[webhook::Candidate<'_>], need: &PodNeed) -> Option<String> {
         let labels = self.namespace_labels.get(&need.namespace).ok_or("namespace not listed");
         let mut first = None;
-        for candidate in &candidates {
+        for candidate in candidates {
             match webhook::evaluate(candidate.webhook, &need.labels, labels) {
                 Ok(()) | Err(Exclusion::NamespaceUnknown(_)) => return None,
                 Err(exclusion) => {
@@ -232,6 +232,8 @@ impl Tally {
     /// The pods that need action grouped by the owner a person acts on, sorted by namespace, kind and name.
     pub fn report(self, owners: &Owners, registrations: Option<&Registrations<'_>>, scope: String) -> Report {
         let pods_needing_action = self.needs.len();
+        let candidates =
+            registrations.map(|r| (r, webhook::injectors(r.webhook_configurations, r.webhook_config_name)));
         let mut groups: BTreeMap<(String, String, String), Group> = BTreeMap::new();
         for need in self.needs {
             let owner = need.owner.as_ref().map(|owner| owners.top(&need.namespace, owner));
@@ -240,7 +242,7 @@ impl Tally {
                 None => ("Pod".to_owned(), need.name.clone()),
             };
             let key = (need.namespace.clone(), kind.clone(), name.clone());
-            let excluded = registrations.and_then(|r| r.exclusion(&need));
+            let excluded = candidates.as_ref().and_then(|(r, candidates)| r.exclusion(candidates, &need));
             let group = groups.entry(key).or_insert_with(|| Group {
                 namespace: need.namespace.clone(),
                 kind,

@@ -1101,14 +1101,7 @@ fn the_published_issuer_wins_and_a_different_issuer_flag_is_a_problem() {
 }
 
 fn plan() -> TokenRequestPlan {
-    TokenRequestPlan {
-        service_account: ServiceAccountRef::new("team", "app"),
-        audience: "sts.amazonaws.com".into(),
-        expiration_seconds: 86400,
-        pod_name: "app-1".into(),
-        pod_uid: "u-1".into(),
-        from_pod: true,
-    }
+    token_request::example_plan()
 }
 
 fn claims(iss: &str) -> TokenClaims {

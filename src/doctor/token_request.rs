@@ -312,6 +312,19 @@ fn check_iss(d: &Diagnosis<'_>, claims: &TokenClaims, findings: &mut Vec<Finding
     }
 }
 
+/// The plan the tests of this module and of `doctor` use: pod team/app-1 of ServiceAccount team/app, defaults.
+#[cfg(test)]
+pub(super) fn example_plan() -> TokenRequestPlan {
+    TokenRequestPlan {
+        service_account: ServiceAccountRef::new("team", "app"),
+        audience: "sts.amazonaws.com".into(),
+        expiration_seconds: 86400,
+        pod_name: "app-1".into(),
+        pod_uid: "u-1".into(),
+        from_pod: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,14 +372,7 @@ mod tests {
 
     #[test]
     fn the_request_is_the_kubelets() {
-        let plan = TokenRequestPlan {
-            service_account: ServiceAccountRef::new("team", "app"),
-            audience: "sts.amazonaws.com".into(),
-            expiration_seconds: 86400,
-            pod_name: "app-1".into(),
-            pod_uid: "u-1".into(),
-            from_pod: true,
-        };
+        let plan = example_plan();
         assert_eq!(plan.path(), "/api/v1/namespaces/team/serviceaccounts/app/token");
         assert_eq!(
             plan.body()["spec"],

@@ -312,7 +312,10 @@ async fn request_token(client: &kube::Client, plan: TokenRequestPlan) -> TokenRe
         Err(error) => return TokenRequestOutcome::Failed { plan, reason: error.to_string() },
     };
     let answer = match tokio::time::timeout(CLUSTER_TIMEOUT, client.request::<Value>(request)).await {
-        Err(_) => return TokenRequestOutcome::Failed { plan, reason: "no answer within 30 s".to_owned() },
+        Err(_) => {
+            let reason = format!("no answer within {} s", CLUSTER_TIMEOUT.as_secs());
+            return TokenRequestOutcome::Failed { plan, reason };
+        }
         Ok(answer) => answer,
     };
     match answer {

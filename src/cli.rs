@@ -283,35 +283,52 @@ pub enum MutateOutput {
 pub enum DoctorOutput {
     /// `status  check  message → fix`, one line per check.
     Text,
-    /// A list of {status, check, message, fix}.
+    /// A list of {status, check, message, fix}; for `doctor pods`, the scan's groups and counts.
     Json,
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["kind", "file"])))]
 pub struct DoctorArgs {
-    /// `pod`, followed by NAMESPACE/NAME: read the pod, its ServiceAccount, its namespace and the
-    /// MutatingWebhookConfigurations through the kubeconfig.
-    #[arg(value_name = "KIND", value_parser = ["pod", "pods", "po"], requires = "name")]
+    /// `pod NAMESPACE/NAME`: read the pod, its ServiceAccount, its namespace and the MutatingWebhookConfigurations
+    /// through the kubeconfig. `pods` without a name: scan every pod of -n NAMESPACE (or of all namespaces with -A)
+    /// for pods whose ServiceAccount gives a role but which lack what the webhook adds, grouped by owner.
+    #[arg(value_name = "KIND", value_parser = ["pod", "pods", "po"])]
     pub kind: Option<String>,
     /// NAMESPACE/NAME, or NAME with --namespace (default: the kubeconfig's namespace).
     #[arg(value_name = "NAMESPACE/NAME")]
     pub name: Option<String>,
     /// Check a pod manifest offline instead (YAML or JSON, "-" for stdin), e.g. `kubectl get pod -o yaml`.
-    #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with_all = ["kind", "kubeconfig", "namespace", "webhook_config"])]
+    #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with_all = ["kind", "kubeconfig", "namespace", "webhook_config", "all_namespaces", "token_request"])]
     pub file: Option<PathBuf>,
     /// With -f: ServiceAccount manifest(s), as for `mutate --service-account`; repeatable.
     #[arg(long = "service-account", value_name = "FILE", requires = "file")]
     pub service_accounts: Vec<PathBuf>,
-    /// Namespace of a pod given as NAME.
+    /// Namespace of a pod given as NAME, or the namespace `doctor pods` scans.
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// With `pods`: scan every namespace.
+    #[arg(short = 'A', long, conflicts_with_all = ["name", "namespace", "role_policy", "token_request", "issuer"])]
+    pub all_namespaces: bool,
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The webhook's MutatingWebhookConfiguration, when its name says neither irsa nor pod-identity.
     #[arg(long, value_name = "NAME")]
     pub webhook_config: Option<String>,
+    /// The role's trust policy: evaluate it for the pod's token as IAM does for sts:AssumeRoleWithWebIdentity.
+    /// What `aws iam get-role --role-name R` prints, the policy document, or the URL-encoded document; "-" is stdin.
+    #[arg(long, value_name = "FILE")]
+    pub role_policy: Option<PathBuf>,
+    /// The cluster's service-account issuer (the token's iss). Needed with -f and --role-policy; with a pod, the
+    /// issuer the API server publishes at /.well-known/openid-configuration is used and this is checked against it.
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Ask the API server for a token as the kubelet would for this pod (a TokenRequest with its volume's audience
+    /// and lifetime, bound to the pod) and check its claims; the token is never printed. Needs `create` on
+    /// serviceaccounts/token. Without this flag doctor creates nothing.
+    #[arg(long, requires = "name")]
+    pub token_request: bool,
     /// What to print.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = DoctorOutput::Text, value_name = "FORMAT")]
     pub output: DoctorOutput,

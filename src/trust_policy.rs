@@ -217,8 +217,9 @@ pub fn command_line(
     line
 }
 
-/// A word a POSIX shell reads back unchanged.
-fn shell_word(value: &str) -> String {
+/// A word a POSIX shell reads back unchanged: the one quoting of every command this tool prints (`trust-policy`,
+/// `doctor`). Left bare when every character is one the shell never splits or expands.
+pub fn shell_word(value: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
     if !value.is_empty() && value.chars().all(safe) {
         value.to_owned()

@@ -49,7 +49,8 @@ fn case_args(dir: &Path) -> Vec<String> {
         dir.join("serviceaccounts.yaml").display().to_string(),
     ];
     if let Ok(extra) = std::fs::read_to_string(dir.join("args")) {
-        args.extend(extra.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
+        let case = dir.display().to_string();
+        args.extend(extra.lines().filter(|l| !l.trim().is_empty()).map(|l| l.replace("{case}", &case)));
     }
     args
 }
@@ -179,6 +180,8 @@ fn bad_usage_and_unreadable_input_exit_2() {
     let pod = healthy.join("pod.yaml");
     let pod = pod.to_str().unwrap();
     let service_accounts = healthy.join("serviceaccounts.yaml");
+    let policy = fixtures().join("role-policy-allows/policy.json");
+    let policy = policy.to_str().unwrap();
     let cases: &[&[&str]] = &[
         // Nothing to check, both targets, an unknown kind, a ServiceAccount file without -f.
         &[],
@@ -190,6 +193,17 @@ fn bad_usage_and_unreadable_input_exit_2() {
         &["-f", service_accounts.to_str().unwrap()],
         &["-f", pod, "--service-account", pod],
         &["-f", pod, "--compose-role-arn"],
+        // IAM's side: offline needs --issuer; a valid one; stdin once; a token only from a cluster; a policy file.
+        &["-f", pod, "--role-policy", policy],
+        &["-f", pod, "--role-policy", policy, "--issuer", "http://oidc.example.com"],
+        &["-f", "-", "--role-policy", "-", "--issuer", "https://oidc.example.com"],
+        &["-f", pod, "--token-request"],
+        &["-f", pod, "--role-policy", "/nonexistent/role.json", "--issuer", "https://oidc.example.com"],
+        &["-f", pod, "--role-policy", pod, "--issuer", "https://oidc.example.com"],
+        // The scan takes no pod-only flags.
+        &["pods", "-A", "--role-policy", policy],
+        &["pods", "-n", "team", "--issuer", "https://oidc.example.com"],
+        &["pods", "team/app", "-A"],
     ];
     for args in cases {
         let output = doctor(args);
@@ -218,4 +232,8 @@ fn an_unreachable_cluster_is_an_input_error() {
     let output = doctor(&["pod", "team/app", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/api/v1/namespaces/team/pods/app"));
+    // The scan too: its first LIST is named.
+    let output = doctor(&["pods", "--all-namespaces", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/api/v1/serviceaccounts?limit=500"), "{output:?}");
 }

@@ -4,12 +4,12 @@
 //! `crate::iam`, print `doctor`'s `ok` / `problem` / `hint` lines. Exit status as `doctor`'s: 0 no problem, 1 at
 //! least one problem, 2 bad usage or unreadable input.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{TrustPolicyArgs, TrustPolicyCheckArgs, TrustPolicyOutput};
-use crate::doctor::{self, Finding, Status};
+use crate::doctor::Finding;
 use crate::iam::{self, PolicyError, RolePolicy, MAX_POLICY_BYTES};
 use crate::identity::{self, ServiceAccountRef};
 use crate::oidc::Issuer;
@@ -63,8 +63,6 @@ pub enum CheckError {
     Arguments(#[from] TrustPolicyError),
     #[error("--role-arn {arn:?} is not an IAM role ARN: {reason}")]
     RoleArn { arn: String, reason: &'static str },
-    #[error("cannot write the output: {0}")]
-    Output(String),
 }
 
 /// The findings, the ServiceAccount they are about, and warnings about the arguments.
@@ -116,40 +114,15 @@ pub fn check(args: &TrustPolicyCheckArgs, stdin: impl Read) -> Result<CheckRepor
     Ok(CheckReport { findings: iam::check(&policy, &facts), service_account, warnings: issuer.warnings() })
 }
 
-/// Runs `trust-policy check` as `main` does: prints the findings, returns the exit status.
+/// Runs `trust-policy check` as `main` does: prints the findings, returns the exit status (`doctor`'s tail).
 pub fn check_main(args: &TrustPolicyCheckArgs) -> ExitCode {
     const NAME: &str = "irsa-webhook trust-policy check";
     let report = match check(args, std::io::stdin().lock()) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("{NAME}: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return super::doctor::fail(NAME, &error),
     };
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
-    let text = match super::doctor::render(&report.findings, args.output) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("{NAME}: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(error) = std::io::stdout().lock().write_all(text.as_bytes()) {
-        eprintln!("{NAME}: {}", CheckError::Output(error.to_string()));
-        return ExitCode::from(2);
-    }
-    let count = |status| report.findings.iter().filter(|f| f.status == status).count();
-    eprintln!(
-        "{NAME}: ServiceAccount {}: {} problem(s), {} hint(s)",
-        report.service_account,
-        count(Status::Problem),
-        count(Status::Hint)
-    );
-    if doctor::has_problems(&report.findings) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    super::doctor::finish(NAME, &format!("ServiceAccount {}", report.service_account), &report.findings, args.output)
 }

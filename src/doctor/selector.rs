@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SelectorError {
     #[error("the selector is not an object")]
     NotAnObject,

@@ -14,7 +14,7 @@ use super::evaluate::{
 };
 use super::policy::{ActionElement, Condition, Effect, PrincipalElement, RolePolicy, Statement, Version};
 use super::CHECK_TRUST_POLICY;
-use crate::doctor::{Finding, Status};
+use crate::doctor::Finding;
 use crate::identity;
 
 /// At most this many lines about the conditions of one statement (each carries its operator's whole block).
@@ -24,15 +24,15 @@ const MAX_CONDITION_LINES: usize = 10;
 const MAX_COMPARED_LEN: usize = 253;
 
 fn ok(message: String) -> Finding {
-    Finding { status: Status::Ok, check: CHECK_TRUST_POLICY, message, fix: None }
+    Finding::ok(CHECK_TRUST_POLICY, message)
 }
 
 fn problem(message: String, fix: String) -> Finding {
-    Finding { status: Status::Problem, check: CHECK_TRUST_POLICY, message, fix: Some(fix) }
+    Finding::problem(CHECK_TRUST_POLICY, message, fix)
 }
 
 fn hint(message: String, fix: Option<String>) -> Finding {
-    Finding { status: Status::Hint, check: CHECK_TRUST_POLICY, message, fix }
+    Finding::hint(CHECK_TRUST_POLICY, message, fix)
 }
 
 /// The findings for one trust policy. `service_account_role` is the role the ServiceAccount names, when known.
@@ -869,6 +869,7 @@ fn url_miss(theirs: &str, ours: &str) -> UrlMiss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::Status;
 
     #[test]
     fn url_misses() {

@@ -14,7 +14,7 @@ pub mod policy;
 pub use evaluate::{evaluate, Decision, Evaluation, Request};
 pub use policy::{parse, PolicyError, RolePolicy, MAX_POLICY_BYTES};
 
-use crate::doctor::{Finding, Status};
+use crate::doctor::Finding;
 use crate::identity::ServiceAccountRef;
 use crate::oidc::Issuer;
 
@@ -42,15 +42,14 @@ pub const MAX_AUDIENCE_LEN: usize = 255;
 pub fn check(policy: &RolePolicy, facts: &Facts<'_>) -> Vec<Finding> {
     let length = facts.audience.chars().count();
     if length > MAX_AUDIENCE_LEN {
-        return vec![Finding {
-            status: Status::Problem,
-            check: CHECK_TRUST_POLICY,
-            message: format!(
+        return vec![Finding::problem(
+            CHECK_TRUST_POLICY,
+            format!(
                 "the token's audience is {length} characters long; an IAM OIDC provider's client IDs are at most \
                  {MAX_AUDIENCE_LEN}, so STS cannot accept it whatever the trust policy says"
             ),
-            fix: Some("use a shorter audience (eks.amazonaws.com/audience; the default is sts.amazonaws.com)".into()),
-        }];
+            "use a shorter audience (eks.amazonaws.com/audience; the default is sts.amazonaws.com)",
+        )];
     }
     // The policy's own role (from get-role output) is where STS looks for the provider; else the one the
     // ServiceAccount names, which is the role the pod will ask for.

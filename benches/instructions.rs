@@ -34,7 +34,9 @@ fn run(mode: &str, bytes: &[u8], iterations: usize, admission: &Admission) -> us
                 let value: Value = serde_json::from_slice(std::hint::black_box(bytes)).expect("JSON");
                 serde_json::to_vec(&value).expect("serializes").len()
             }
-            _ => futures::executor::block_on(admission.review(std::hint::black_box(bytes))).expect("a review").body.len(),
+            _ => {
+                futures::executor::block_on(admission.review(std::hint::black_box(bytes))).expect("a review").body.len()
+            }
         };
     }
     out

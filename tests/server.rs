@@ -11,6 +11,7 @@ use irsa_webhook::admission::Admission;
 use irsa_webhook::identity::{ServiceAccountConfig, ServiceAccountRef};
 use irsa_webhook::manifest::parse_service_accounts;
 use irsa_webhook::server::certs::{generate, GeneratedCerts};
+use irsa_webhook::server::conn::ConnLimits;
 use irsa_webhook::server::http::Limits;
 use irsa_webhook::server::tls::TlsMinVersion;
 use irsa_webhook::server::{self, CertificateSource, Listeners, ServerConfig};
@@ -92,6 +93,8 @@ async fn start_with_delay(source: Arc<dyn ServiceAccountSource>, limits: Limits,
         },
         tls_min_version: TlsMinVersion::Tls12,
         limits,
+        connections: ConnLimits::default(),
+        metrics_connections: ConnLimits::default(),
         shutdown_timeout: Duration::from_secs(5),
         shutdown_delay,
     };
@@ -168,7 +171,7 @@ async fn answers_v1_and_v1beta1_in_kind() {
         assert!(patch.to_string().contains("arn:aws:iam::111122223333:role/app"));
     }
     let metrics = reqwest::get(format!("{}/metrics", server.metrics)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("pod_identity_webhook_pod_count{method=\"web-identity\"} 2"), "{metrics}");
+    assert!(metrics.contains("pod_identity_webhook_pod_count{method=\"sts_web_identity\"} 2"), "{metrics}");
     assert!(metrics.contains("irsa_webhook_service_accounts_cached 1"), "{metrics}");
 }
 

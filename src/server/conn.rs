@@ -17,7 +17,7 @@
 //! | no request in flight          | `idle_timeout`                   | graceful close, hard close after `close_grace` |
 //! | connection age                | `max_connection_age` (±10 %)     | graceful close (`Connection: close` / GOAWAY), hard after `close_grace` |
 //! | HTTP/2 peer alive             | ping every `http2_keepalive_interval`, answer within `http2_keepalive_timeout` | closed by hyper |
-//! | server draining               | after the connection's next request | graceful close                         |
+//! | server draining               | HTTP/1: `Connection: close` on the next answer; HTTP/2: GOAWAY once it has served a request | |
 //! | server stopping               | now                              | graceful close; hard at `--shutdown-timeout` |
 //!
 //! The protocol is chosen by ALPN on the TLS port (`h2`, else HTTP/1.1) and is HTTP/1.1 on the plain metrics
@@ -278,15 +278,16 @@ impl Registry {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Signals the best eviction candidate: no request in flight; one that never sent a request first (a silent
-    /// or still-handshaking connection), else the one idle longest. False when every connection is busy.
-    /// A scan of the open connections, only at the cap.
+    /// Signals the best eviction candidate among connections with no request in flight: one that never served a
+    /// request first (closing it cannot race with a request the client is sending on a reused connection), and
+    /// among those the one whose last byte is oldest — a silent connection before one still handshaking. False
+    /// when every connection is busy. A scan of the open connections, only at the cap.
     fn evict_one(&self) -> bool {
         let open = self.lock();
         let candidate = open
             .values()
             .filter(|c| c.in_flight.load(Ordering::SeqCst) == 0 && !c.evicting.load(Ordering::SeqCst))
-            .min_by_key(|c| (c.served.load(Ordering::SeqCst) > 0, c.idle_since_ms()));
+            .min_by_key(|c| (c.served.load(Ordering::SeqCst) > 0, c.last_activity()));
         match candidate {
             Some(c) => {
                 c.evicting.store(true, Ordering::SeqCst);
@@ -311,6 +312,8 @@ struct ConnState {
     idle_since: AtomicU64,
     /// First byte read while no request was in flight (an HTTP/1 head in progress), or [`NEVER`].
     head_since: AtomicU64,
+    /// Last byte read, handshake included.
+    last_read: AtomicU64,
     evicting: AtomicBool,
     evict: Notify,
 }
@@ -324,6 +327,7 @@ impl ConnState {
             served: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(NEVER),
+            last_read: AtomicU64::new(0),
             evicting: AtomicBool::new(false),
             evict: Notify::new(),
         }
@@ -333,13 +337,17 @@ impl ConnState {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
-    fn idle_since_ms(&self) -> u64 {
-        self.idle_since.load(Ordering::SeqCst)
+    /// The last sign of life: a byte read or a request ended.
+    fn last_activity(&self) -> Instant {
+        let ms = self.last_read.load(Ordering::SeqCst).max(self.idle_since.load(Ordering::SeqCst));
+        self.born + Duration::from_millis(ms)
     }
 
-    fn on_read(&self) {
-        if self.in_flight.load(Ordering::SeqCst) == 0 && self.head_since.load(Ordering::SeqCst) == NEVER {
-            self.head_since.store(self.now_ms(), Ordering::SeqCst);
+    fn on_read(&self, http_level: bool) {
+        let now = self.now_ms();
+        self.last_read.store(now, Ordering::Relaxed);
+        if http_level && self.in_flight.load(Ordering::SeqCst) == 0 && self.head_since.load(Ordering::SeqCst) == NEVER {
+            self.head_since.store(now, Ordering::SeqCst);
         }
     }
 
@@ -409,8 +417,9 @@ impl<H: Handler> Connection<H> {
     async fn serve(&mut self, tcp: TcpStream) -> Closed {
         let Some(acceptor) = self.tls.clone() else {
             self.state.idle_since.store(self.state.now_ms(), Ordering::SeqCst);
-            return self.http(TrackedIo::new(tcp, Arc::clone(&self.state)), false).await;
+            return self.http(TrackedIo::http(tcp, Arc::clone(&self.state)), false).await;
         };
+        let tcp = TrackedIo::tcp(tcp, Arc::clone(&self.state));
         let handshake = tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(tcp));
         let tls = tokio::select! {
             result = handshake => match result {
@@ -429,7 +438,7 @@ impl<H: Handler> Connection<H> {
         };
         let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         self.state.idle_since.store(self.state.now_ms(), Ordering::SeqCst);
-        self.http(TrackedIo::new(tls, Arc::clone(&self.state)), http2).await
+        self.http(TrackedIo::http(tls, Arc::clone(&self.state)), http2).await
     }
 
     async fn http<I>(&mut self, io: TrackedIo<I>, http2: bool) -> Closed
@@ -496,9 +505,11 @@ impl<H: Handler> Connection<H> {
                         continue;
                     }
                     let reason = self.state.expired(&self.limits, http2, max_age).or_else(|| {
-                        // Draining: each connection is closed after its next request (HTTP/1 answers also carry
-                        // `Connection: close`; HTTP/2 peers get a GOAWAY and retry elsewhere).
-                        (draining && self.state.served.load(Ordering::SeqCst) > 0).then_some(Closed::Shutdown)
+                        // Draining, HTTP/2: a GOAWAY once the connection has served a request; the peer retries
+                        // refused streams elsewhere, so this races with nothing. HTTP/1 connections are told by the
+                        // `Connection: close` of their next answer (http.rs): closing an idle one here could race
+                        // with a POST the client is sending on it, which Go's client does not retry.
+                        (draining && http2 && self.state.served.load(Ordering::SeqCst) > 0).then_some(Closed::Shutdown)
                     });
                     match reason {
                         // No request is in flight on a connection stuck in a head: nothing to finish.
@@ -539,16 +550,22 @@ fn jittered(age: Duration, id: u64) -> Duration {
     age.mul_f64(0.9 + 0.2 * fraction)
 }
 
-/// The connection's byte stream, noting when an HTTP/1 head starts (the first byte read while no request is in
-/// flight), so the watchdog can time the head.
+/// A connection's byte stream, noting when a byte was last read (for eviction) and, at the HTTP level, when an
+/// HTTP/1 head starts (the first byte read while no request is in flight), so the watchdog can time the head.
+/// On the TLS port it wraps both the TCP stream (handshake bytes count as activity) and the TLS stream.
 struct TrackedIo<I> {
     inner: I,
     state: Arc<ConnState>,
+    http_level: bool,
 }
 
 impl<I> TrackedIo<I> {
-    fn new(inner: I, state: Arc<ConnState>) -> Self {
-        Self { inner, state }
+    fn tcp(inner: I, state: Arc<ConnState>) -> Self {
+        Self { inner, state, http_level: false }
+    }
+
+    fn http(inner: I, state: Arc<ConnState>) -> Self {
+        Self { inner, state, http_level: true }
     }
 }
 
@@ -557,7 +574,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for TrackedIo<I> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.on_read();
+            self.state.on_read(self.http_level);
         }
         result
     }

@@ -98,7 +98,7 @@ impl ConnLimits {
 
 /// HTTP/1 read buffer cap: bounds a request head (the API server's are a few hundred bytes) and what hyper reads
 /// ahead of the handler.
-const H1_MAX_BUF: usize = 64 * 1024;
+const H1_MAX_BUF: usize = 16 * 1024;
 /// HTTP/2 flow-control windows: the most a peer may send before the handler reads it. With the stream window at
 /// HTTP/2's own default (64 KiB), requests waiting on the memory budget or the in-flight limit hold at most that
 /// each; a 3 MiB review still streams in (window updates as the handler reads).

@@ -35,8 +35,6 @@ pub enum ServeError {
     Kube(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
-    Signals(std::io::Error),
     #[error("--max-large-body-bytes-in-flight ({0}) must be at least --max-body-bytes ({1}), or the largest request could never be served")]
     BodyBudget(u64, u64),
 }
@@ -80,23 +78,27 @@ fn review_threads(args: &ServeArgs) -> usize {
     args.review_threads.map_or_else(|| Limits::default().review_threads, |n| n as usize)
 }
 
-/// The first SIGTERM/SIGINT starts the graceful shutdown; a second one exits at once.
-fn shutdown_on_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
-    let mut signals = server::Signals::install().map_err(ServeError::Signals)?;
-    Ok(async move {
-        let (first, _) = signals.recv().await;
-        tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
-        tokio::spawn(async move {
-            let (second, status) = signals.recv().await;
-            tracing::warn!(signal = second, "second signal: exiting now");
-            logging::flush();
-            std::process::exit(status);
-        });
-    })
+/// The first SIGTERM/SIGINT starts the graceful shutdown; a second one exits at once. The handlers are installed
+/// when the server starts waiting for the signal, so until it serves, a signal ends the process as it always did.
+async fn shutdown_on_signal() {
+    let mut signals = match server::Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM/SIGINT");
+            return std::future::pending().await;
+        }
+    };
+    let (first, _) = signals.recv().await;
+    tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
+    tokio::spawn(async move {
+        let (second, status) = signals.recv().await;
+        tracing::warn!(signal = second, "second signal: exiting now");
+        logging::flush();
+        std::process::exit(status);
+    });
 }
 
 async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError> {
-    let shutdown = shutdown_on_signal()?;
     let settings = Arc::new(args.mutation.to_settings()?);
     if args.cert_secret.is_some() && args.cert_renew_before.as_secs() >= LEAF_DAYS as u64 * 86400 {
         return Err(ServeError::RenewBeforeTooLong(
@@ -207,6 +209,6 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
         SocketAddr::new(args.bind_address, args.metrics_port),
     )
     .await?;
-    server::run(config, listeners, admission, shutdown).await?;
+    server::run(config, listeners, admission, shutdown_on_signal()).await?;
     Ok(())
 }

@@ -216,7 +216,7 @@ fn self_signed(sans: &[String], ca_bundle_out: &std::path::Path) -> Result<CertP
     Ok(CertPair::from_pem(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes(), "generated", "generated")?)
 }
 
-/// SIGTERM and SIGINT, registered once at start so that no signal falls back to the default action (exit
+/// SIGTERM and SIGINT, registered once so that no signal falls back to the default action (exit
 /// without draining) between the first and the second.
 pub struct Signals {
     #[cfg(unix)]

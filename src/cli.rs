@@ -248,19 +248,69 @@ pub struct ServeArgs {
     /// Log level or filter (e.g. info, debug, irsa_webhook=debug); RUST_LOG wins when set.
     #[arg(long, env = "IRSA_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-    /// On SIGTERM: how long in-flight requests may take before the process exits.
+    /// On SIGTERM, after --shutdown-delay: how long open connections may take to finish their requests before
+    /// they are cut and the process exits. A second SIGTERM or SIGINT exits at once.
     #[arg(long, env = "IRSA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration)]
     pub shutdown_timeout: Duration,
-    /// On SIGTERM: keep serving this long with /readyz failing, so endpoints drain before the listener closes
-    /// (a distroless image has no shell for a preStop hook).
-    #[arg(long, env = "IRSA_SHUTDOWN_DELAY", default_value = "0s", value_parser = duration)]
+    /// On SIGTERM: keep serving this long with /readyz failing, closing each connection after its next request,
+    /// before the listener closes. It must cover the removal of this pod from the Service as the API server sees
+    /// it: the EndpointSlice update (the controller's queue, ~1 s), kube-proxy's sync on the API server's host
+    /// (--iptables-min-sync-period 1 s, seconds on large clusters), and for `service:` webhooks the API server's
+    /// own resolution (its ClusterIP dial, or its endpoints informer with --enable-aggregator-routing). 10 s covers
+    /// that with room for a loaded control plane; 0 drops requests sent during propagation. A distroless image has
+    /// no shell for a preStop hook, so the delay lives here.
+    #[arg(long, env = "IRSA_SHUTDOWN_DELAY", default_value = "10s", value_parser = duration)]
     pub shutdown_delay: Duration,
     /// Largest accepted request body; the API server's own limit is 3 MiB.
-    #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Time limit for one request, and for a TLS handshake and reading request headers.
+    #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub max_body_bytes: u64,
+    /// Time limit for one request on /mutate: reading its body and reviewing it. Over it, the answer is 503.
     #[arg(long, env = "IRSA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+    /// Requests on /mutate served at once; more are answered 503 at once (load shedding).
+    #[arg(long, env = "IRSA_MAX_REQUESTS_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_requests_in_flight: u64,
+    /// Reviews with a body above this many bytes run on the blocking pool (so a slow one cannot hold up the async
+    /// workers) and take their size from --max-large-body-bytes-in-flight first; smaller ones run inline.
+    #[arg(long, env = "IRSA_INLINE_REVIEW_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub inline_review_max_bytes: u64,
+    /// Memory budget for the bodies of large reviews in flight (above --inline-review-max-bytes); at least one
+    /// --max-body-bytes. A large request waits for room within --request-timeout.
+    #[arg(long, env = "IRSA_MAX_LARGE_BODY_BYTES_IN_FLIGHT", default_value_t = 24 * 1024 * 1024)]
+    pub max_large_body_bytes_in_flight: u64,
+    /// Threads reviewing large bodies at once (default: the number of CPUs, at least 2).
+    #[arg(long, env = "IRSA_REVIEW_THREADS", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub review_threads: Option<u64>,
+    /// Open connections on the TLS port; at the cap the longest-idle one is closed to make room. Default: 1024,
+    /// lowered to fit the open-files limit (raised to its hard limit at start) with 256 descriptors kept free.
+    #[arg(long, env = "IRSA_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Open connections on the metrics port (probes and scrapers). Default: 64, lowered like --max-connections.
+    #[arg(long, env = "IRSA_METRICS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub metrics_max_connections: Option<u64>,
+    /// Time limit for a TLS handshake.
+    #[arg(long, env = "IRSA_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Time limit for a connection's first request to arrive (after the handshake), and for any HTTP/1 request
+    /// head to be read from its first byte. Both ports.
+    #[arg(long, env = "IRSA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, both ports). Longer
+    /// than the API server's own idle timeout (90 s) so that the client, not us, closes idle connections and no
+    /// request races a close.
+    #[arg(long, env = "IRSA_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Connections older than this (±10 %) are closed gracefully (`Connection: close`, HTTP/2 GOAWAY), so the API
+    /// server's long-lived connections spread over new replicas.
+    #[arg(long, env = "IRSA_MAX_CONNECTION_AGE", default_value = "5m", value_parser = duration)]
+    pub max_connection_age: Duration,
+    /// HTTP/2: ping a connection this often; one whose ping is not answered within --http2-keepalive-timeout is
+    /// closed.
+    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2: how long a ping may go unanswered.
+    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub http2_keepalive_timeout: Duration,
     #[command(flatten)]
     pub mutation: MutationArgs,
     #[command(flatten)]

@@ -11,6 +11,7 @@ use irsa_webhook::admission::Admission;
 use irsa_webhook::identity::{ServiceAccountConfig, ServiceAccountRef};
 use irsa_webhook::manifest::parse_service_accounts;
 use irsa_webhook::server::certs::{generate, GeneratedCerts};
+use irsa_webhook::server::conn::ConnLimits;
 use irsa_webhook::server::http::Limits;
 use irsa_webhook::server::tls::TlsMinVersion;
 use irsa_webhook::server::{self, CertificateSource, Listeners, ServerConfig};
@@ -92,6 +93,8 @@ async fn start_with_delay(source: Arc<dyn ServiceAccountSource>, limits: Limits,
         },
         tls: TlsMinVersion::Tls12.into(),
         limits,
+        connections: ConnLimits::default(),
+        metrics_connections: ConnLimits::default(),
         shutdown_timeout: Duration::from_secs(5),
         shutdown_delay,
     };

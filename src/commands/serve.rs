@@ -9,7 +9,8 @@ use crate::cli::{LogFormat, ServeArgs};
 use crate::commands::reference_flags::{self, StartupError};
 use crate::container_credentials::ContainerCredentialsConfig;
 use crate::server::cert_secret::SecretCertConfig;
-use crate::server::{self, certs, http::Limits, CertificateSource, ServerConfig};
+use crate::server::conn::ConnLimits;
+use crate::server::{self, certs, http::Limits, limits, logging, CertificateSource, ServerConfig};
 use crate::store::config_map::ConfigMapSource;
 use crate::store::file::FileSource;
 use crate::store::kube::KubeSource;
@@ -40,6 +41,8 @@ pub enum ServeError {
     Kube(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("--max-large-body-bytes-in-flight ({0}) must be at least --max-body-bytes ({1}), or the largest request could never be served")]
+    BodyBudget(u64, u64),
 }
 
 /// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
@@ -57,24 +60,52 @@ pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
     kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
 }
 
+/// Text or JSON lines on stderr through a bounded non-blocking writer (see `server::logging`).
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    logging::init(format == LogFormat::Json, level);
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
-    runtime.block_on(serve(args))
+    let review_threads = review_threads(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Large reviews hold a blocking thread each (at most --review-threads); the rest of the pool serves file
+        // reads and DNS. A bound keeps a burst from creating hundreds of threads.
+        .max_blocking_threads(review_threads + 16)
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let result = runtime.block_on(serve(args, review_threads));
+    // Tasks still running (the ServiceAccount watch, a review on the blocking pool) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    logging::flush();
+    result
 }
 
-async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
+fn review_threads(args: &ServeArgs) -> usize {
+    args.review_threads.map_or_else(|| Limits::default().review_threads, |n| n as usize)
+}
+
+/// The first SIGTERM/SIGINT starts the graceful shutdown; a second one exits at once. The handlers are installed
+/// when the server starts waiting for the signal, so until it serves, a signal ends the process as it always did.
+async fn shutdown_on_signal() {
+    let mut signals = match server::Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM/SIGINT");
+            return std::future::pending().await;
+        }
+    };
+    let (first, _) = signals.recv().await;
+    tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
+    tokio::spawn(async move {
+        let (second, status) = signals.recv().await;
+        tracing::warn!(signal = second, "second signal: exiting now");
+        logging::flush();
+        std::process::exit(status);
+    });
+}
+
+async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError> {
     let startup = reference_flags::startup(args)?;
     for warning in &startup.warnings {
         tracing::warn!("{warning}");
@@ -142,15 +173,45 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
             ca_bundle_out: args.ca_bundle_out.clone(),
         },
     };
+    if args.max_large_body_bytes_in_flight < args.max_body_bytes {
+        return Err(ServeError::BodyBudget(args.max_large_body_bytes_in_flight, args.max_body_bytes));
+    }
+    let open_files = limits::raise_open_files_limit().unwrap_or(1024);
+    let caps = limits::connection_caps(open_files, args.max_connections, args.metrics_max_connections);
+    if caps.clamped {
+        tracing::warn!(
+            open_files,
+            max_connections = caps.https,
+            metrics_max_connections = caps.metrics,
+            "connection caps lowered to fit the open-files limit (with {} descriptors kept free)",
+            limits::RESERVED_FDS
+        );
+    }
+    let connections = ConnLimits {
+        max_connections: caps.https as usize,
+        tls_handshake_timeout: args.tls_handshake_timeout,
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connection_age: args.max_connection_age,
+        http2_keepalive_interval: args.http2_keepalive_interval,
+        http2_keepalive_timeout: args.http2_keepalive_timeout,
+        // A request in flight ends within --request-timeout; a graceful close gets as long.
+        close_grace: args.request_timeout,
+        ..ConnLimits::default()
+    };
     let config = ServerConfig {
         certificate,
         tls: startup.tls,
         limits: Limits {
-            max_body_bytes: args.max_body_bytes,
+            max_body_bytes: args.max_body_bytes as usize,
             request_timeout: args.request_timeout,
-            handshake_timeout: args.request_timeout,
-            header_read_timeout: args.request_timeout,
+            max_requests_in_flight: args.max_requests_in_flight as usize,
+            inline_review_max_bytes: args.inline_review_max_bytes as usize,
+            max_large_body_bytes_in_flight: args.max_large_body_bytes_in_flight as usize,
+            review_threads,
         },
+        metrics_connections: ConnLimits { max_connections: caps.metrics as usize, ..connections.clone() },
+        connections,
         shutdown_timeout: args.shutdown_timeout,
         shutdown_delay: args.shutdown_delay,
     };
@@ -161,6 +222,6 @@ async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     )
     .await
     .map_err(reference_flags::explain_listen_error)?;
-    server::run(config, listeners, admission, server::shutdown_signal()).await?;
+    server::run(config, listeners, admission, shutdown_on_signal()).await?;
     Ok(())
 }

@@ -1,28 +1,51 @@
-//! HTTP routes: `POST /mutate` (TLS port) and `/healthz`, `/readyz`, `/metrics` (plain metrics port).
+//! Requests: `POST /mutate` and `/healthz` on the TLS port; `/healthz`, `/readyz` and `/metrics` on the plain
+//! metrics port. Plain hyper services: the routes are three paths, and every limit below is visible in one place.
+//!
+//! `/mutate`, outermost first:
+//! 1. counted in `http_request_count` / latencies with the status it was really answered with (every 503, 413,
+//!    415, 400, 404, 405 included), and `Connection: close` on HTTP/1 answers while draining;
+//! 2. `--request-timeout` around everything below — reading the body, waiting for memory or a review thread, the
+//!    review — so a slow client or a slow review is answered 503 on time;
+//! 3. `--max-requests-in-flight`: a request over it is shed at once with 503 (a concurrency limit with load
+//!    shedding, as tower's `ConcurrencyLimit` + `LoadShed`, written out so the 503 says why and is counted);
+//! 4. content type (415) and `Content-Length` over `--max-body-bytes` (413), both before a byte of body is read;
+//! 5. bodies above `--inline-review-max-bytes` (or of unknown length) first take their size from the memory
+//!    budget `--max-large-body-bytes-in-flight`, then the body is read into one buffer of exactly its size;
+//! 6. the review: inline on the async worker for small bodies (the fast path), on the blocking pool for large
+//!    ones (at most `--review-threads` at once), so the timer of step 2 is polled on time.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use tower_http::timeout::TimeoutLayer;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::metrics::{MethodLabel, PathLabel, RequestLabels};
+use super::conn::Handler;
+use super::logging::Clip;
+use super::metrics::{PodMethod, Route, Shed, Verb};
 use super::AppState;
-use crate::admission::Outcome;
+use crate::admission::{AdmissionError, Outcome, Reviewed};
 
-/// Request bounds. The body limit matches the API server's own request limit (3 MiB).
+/// Bounds of one request and of all of them together (see docs/reliability.md for the memory arithmetic).
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest accepted body; the API server's own request limit is 3 MiB.
     pub max_body_bytes: usize,
+    /// Reading the body plus the review; answered 503 when over.
     pub request_timeout: Duration,
-    pub handshake_timeout: Duration,
-    pub header_read_timeout: Duration,
+    /// Requests on /mutate being served at once; more are answered 503 at once.
+    pub max_requests_in_flight: usize,
+    /// Bodies larger than this are reviewed on the blocking pool and count against the memory budget.
+    pub inline_review_max_bytes: usize,
+    /// Memory budget for the bodies of large requests in flight (they wait for room, within the timeout).
+    pub max_large_body_bytes_in_flight: usize,
+    /// Threads reviewing large bodies at once.
+    pub review_threads: usize,
 }
 
 impl Default for Limits {
@@ -30,122 +53,294 @@ impl Default for Limits {
         Self {
             max_body_bytes: 3 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
+            max_requests_in_flight: 256,
+            inline_review_max_bytes: 64 * 1024,
+            max_large_body_bytes_in_flight: 24 * 1024 * 1024,
+            review_threads: std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
         }
     }
 }
 
-pub fn mutate_router(state: Arc<AppState>, limits: &Limits) -> Router {
-    Router::new()
-        .route("/mutate", post(mutate))
-        .route("/healthz", get(healthz))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), close_when_draining))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
-        .with_state(state)
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
 }
 
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}\n"));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
-/// While draining, HTTP/1.1 answers carry `Connection: close`: the API server then opens a new connection for its
-/// next request (to a replica that is still ready) instead of reusing one that is about to be shut under it.
-/// HTTP/2 connections are told by the GOAWAY that graceful shutdown sends.
-async fn close_when_draining(
-    State(state): State<Arc<AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let http1 = request.version() <= axum::http::Version::HTTP_11;
-    let mut response = next.run(request).await;
-    if http1 && state.draining.load(Ordering::Relaxed) {
-        response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+/// The TLS port.
+#[derive(Clone)]
+pub struct WebhookHandler(pub Arc<AppState>);
+
+impl Handler for WebhookHandler {
+    fn call(self, request: Request<Incoming>) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        let state = self.0;
+        async move {
+            let started = Instant::now();
+            let verb = Verb::of(request.method());
+            let route = Route::of(request.uri().path());
+            let http1 = request.version() <= Version::HTTP_11;
+            let mut response = match (route, request.method()) {
+                (Route::Mutate, &Method::POST) => {
+                    let timeout = state.limits.request_timeout;
+                    match tokio::time::timeout(timeout, mutate(&state, request)).await {
+                        Ok(response) => response,
+                        Err(_) => {
+                            state.metrics.shed(Shed::Timeout);
+                            tracing::warn!(?timeout, "/mutate request timed out (slow body or review); answered 503");
+                            text(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("request not answered within {timeout:?} (--request-timeout)\n"),
+                            )
+                        }
+                    }
+                }
+                (Route::Mutate, _) => method_not_allowed("POST"),
+                (Route::Healthz, &Method::GET | &Method::HEAD) => text(StatusCode::OK, "ok\n"),
+                (Route::Healthz, _) => method_not_allowed("GET"),
+                (Route::Other, _) => text(StatusCode::NOT_FOUND, "not found; the webhook serves POST /mutate\n"),
+            };
+            // While draining, HTTP/1.1 answers carry `Connection: close`: the API server opens its next connection
+            // to a replica that is still ready instead of reusing this one. HTTP/2 peers get a GOAWAY (conn.rs).
+            if http1 && state.draining.load(Ordering::Relaxed) {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            state.metrics.observe_request(verb, route, response.status().as_u16(), started.elapsed());
+            response
+        }
     }
-    response
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let started = Instant::now();
-    let response = handle_mutate(&state, &headers, &body).await;
-    let code = response.status().as_u16().to_string();
-    state.metrics.request_count.get_or_create(&RequestLabels { path: "/mutate".into(), code }).inc();
-    state
-        .metrics
-        .request_latency
-        .get_or_create(&PathLabel { path: "/mutate".into() })
-        .observe(started.elapsed().as_secs_f64());
-    response
+/// Keeps `irsa_webhook_requests_in_flight` and the in-flight slot for as long as the request lives.
+struct InFlightSlot<'a> {
+    state: &'a AppState,
+    _permit: OwnedSemaphorePermit,
 }
 
-async fn handle_mutate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+impl Drop for InFlightSlot<'_> {
+    fn drop(&mut self) {
+        self.state.metrics.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Room in the large-body budget, returned (and the gauge lowered) when the review using it ends.
+struct BodyBudget {
+    state: Arc<AppState>,
+    bytes: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for BodyBudget {
+    fn drop(&mut self) {
+        self.state.metrics.large_body_bytes.fetch_sub(self.bytes as i64, Ordering::Relaxed);
+    }
+}
+
+async fn mutate(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let limits = &state.limits;
+    let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        state.metrics.shed(Shed::InFlight);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many requests in flight (--max-requests-in-flight {}); try again\n",
+                limits.max_requests_in_flight
+            ),
+        );
+    };
+    state.metrics.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+    let _slot = InFlightSlot { state, _permit: permit };
+
     // `application/json`, with or without parameters (`; charset=utf-8`).
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
-        tracing::warn!(content_type, "rejected /mutate request: wrong content type");
-        return (
+        tracing::warn!(content_type = %Clip(content_type), "rejected /mutate request: wrong content type");
+        return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type must be application/json, got {content_type:?}\n"),
-        )
-            .into_response();
+            format!("content type must be application/json, got {:?}\n", Clip(content_type).to_string()),
+        );
     }
-    match state.admission.review(body).await {
-        Ok(reviewed) => {
-            match &reviewed.outcome {
-                Outcome::Mutated { credentials } => {
-                    state.metrics.pod_count.get_or_create(&MethodLabel { method: (*credentials).to_owned() }).inc()
-                }
-                Outcome::ServiceAccountNotFound => state.metrics.missing_sa_count.inc(),
-                _ => {}
-            }
-            if reviewed.outcome != Outcome::Ignored {
-                tracing::info!(
-                    uid = %reviewed.uid,
-                    namespace = %reviewed.namespace,
-                    pod = %reviewed.pod,
-                    service_account = %reviewed.service_account.as_ref().map(|s| s.name.as_str()).unwrap_or_default(),
-                    mutated = reviewed.outcome.mutated(),
-                    reason = %reviewed.outcome.reason(),
-                    warnings = reviewed.warnings,
-                    dry_run = reviewed.dry_run,
-                    "admission"
-                );
-            }
-            ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+    let declared = match request.headers().get(header::CONTENT_LENGTH).map(|v| v.to_str().map(str::parse::<u64>)) {
+        None => None,
+        Some(Ok(Ok(length))) => Some(length),
+        Some(_) => return text(StatusCode::BAD_REQUEST, "Content-Length is not a number\n"),
+    };
+    if let Some(length) = declared.filter(|l| *l > limits.max_body_bytes as u64) {
+        return too_large(Some(length), limits.max_body_bytes);
+    }
+    // A large body (or one of unknown length, counted at the limit) first takes its room in the memory budget.
+    let declared = declared.map(|l| l as usize);
+    let large = declared.is_none_or(|l| l > limits.inline_review_max_bytes);
+    let budget = if large {
+        let bytes = declared.unwrap_or(limits.max_body_bytes);
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&state.large_bodies).acquire_many_owned(permits).await else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+        };
+        state.metrics.large_body_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
+        Some(BodyBudget { state: Arc::clone(state), bytes, _permit: permit })
+    } else {
+        None
+    };
+    let body = match read_body(request.into_body(), declared, limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(None, limits.max_body_bytes),
+        Err(BodyError::Read(error)) => {
+            tracing::debug!(%error, "cannot read a /mutate body");
+            return text(StatusCode::BAD_REQUEST, format!("cannot read the request body: {error}\n"));
         }
+    };
+
+    let reviewed = if large || body.len() > limits.inline_review_max_bytes {
+        state.metrics.reviews_offloaded.fetch_add(1, Ordering::Relaxed);
+        match review_on_blocking_pool(state, body, budget).await {
+            Ok(reviewed) => reviewed,
+            Err(response) => return response,
+        }
+    } else {
+        state.admission.review(&body).await
+    };
+    match reviewed {
+        Ok(reviewed) => answer(state, reviewed),
         Err(error) => {
-            tracing::warn!(%error, "rejected /mutate request");
-            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+            let message = error.to_string();
+            tracing::warn!(error = %Clip(&message), "rejected /mutate request");
+            text(StatusCode::BAD_REQUEST, message + "\n")
         }
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+fn too_large(length: Option<u64>, limit: usize) -> Response<Body> {
+    let got = length.map(|l| format!(" ({l} bytes)")).unwrap_or_default();
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large{got}; the limit is {limit} bytes (--max-body-bytes)\n"),
+    )
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// Runs a large review on the blocking pool, at most `review_threads` at once. The body and its budget move
+/// into the thread: if the request times out meanwhile, both stay accounted until the thread is done.
+async fn review_on_blocking_pool(
+    state: &Arc<AppState>,
+    body: Vec<u8>,
+    budget: Option<BodyBudget>,
+) -> Result<Result<Reviewed, AdmissionError>, Response<Body>> {
+    let Ok(thread) = Arc::clone(&state.review_threads).acquire_owned().await else {
+        return Err(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"));
+    };
+    let admission = state.admission.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let job = tokio::task::spawn_blocking(move || {
+        let _held = (thread, budget);
+        runtime.block_on(admission.review(&body))
+    });
+    job.await.map_err(|error| {
+        tracing::error!(%error, "a review on the blocking pool failed");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "internal error while reviewing\n")
+    })
+}
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads the body into one buffer of its declared size (no growth, no second copy), stopping at `limit`.
+async fn read_body(mut body: Incoming, declared: Option<usize>, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(16 * 1024).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer)
+}
+
+/// The review's answer, its metrics and its log line.
+fn answer(state: &AppState, reviewed: Reviewed) -> Response<Body> {
+    match &reviewed.outcome {
+        Outcome::Mutated { credentials } => state.metrics.pod_mutated(if credentials.contains("container") {
+            PodMethod::ContainerCredentials
+        } else {
+            PodMethod::StsWebIdentity
+        }),
+        Outcome::ServiceAccountNotFound => state.metrics.missing_service_account(),
+        _ => {}
+    }
+    if reviewed.outcome != Outcome::Ignored {
+        tracing::info!(
+            uid = %Clip(&reviewed.uid),
+            namespace = %Clip(&reviewed.namespace),
+            pod = %Clip(&reviewed.pod),
+            service_account = %Clip(reviewed.service_account.as_ref().map(|s| s.name.as_str()).unwrap_or_default()),
+            mutated = reviewed.outcome.mutated(),
+            reason = %Clip(&reviewed.outcome.reason()),
+            warnings = reviewed.warnings,
+            dry_run = reviewed.dry_run,
+            "admission"
+        );
+    }
+    let mut response = Response::new(Full::new(Bytes::from(reviewed.body)));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The plain metrics port.
+#[derive(Clone)]
+pub struct MetricsHandler(pub Arc<AppState>);
+
+impl Handler for MetricsHandler {
+    fn call(self, request: Request<Incoming>) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        let state = self.0;
+        async move {
+            let get = matches!(*request.method(), Method::GET | Method::HEAD);
+            match request.uri().path() {
+                "/healthz" | "/readyz" | "/metrics" if !get => method_not_allowed("GET"),
+                "/healthz" => text(StatusCode::OK, "ok\n"),
+                "/readyz" => readyz(&state),
+                "/metrics" => {
+                    let body = state.metrics.render(
+                        state.source.as_ref(),
+                        state.certs.not_after(),
+                        super::logging::dropped_lines(),
+                    );
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    response
+                }
+                _ => text(StatusCode::NOT_FOUND, "not found; this port serves /healthz, /readyz and /metrics\n"),
+            }
+        }
+    }
+}
+
+fn readyz(state: &AppState) -> Response<Body> {
     if state.draining.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
     if !state.source.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "ServiceAccount store not synced yet\n").into_response();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "ServiceAccount store not synced yet\n");
     }
     // The store holds a certificate from the start; an expired one is not ready.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if state.certs.not_after() <= now {
-        return (StatusCode::SERVICE_UNAVAILABLE, "serving certificate has expired\n").into_response();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "serving certificate has expired\n");
     }
-    "ok\n".into_response()
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(state.source.as_ref(), state.certs.not_after());
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    text(StatusCode::OK, "ok\n")
 }

@@ -2,7 +2,10 @@
 
 pub mod cert_secret;
 pub mod certs;
+pub mod conn;
 pub mod http;
+pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod tls;
 pub mod tls_policy;
@@ -14,16 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Admission;
 use crate::store::ServiceAccountSource;
-use metrics::Metrics;
+use conn::{ConnLimits, Phase, Port};
+use metrics::{Metrics, PortName};
 use tls::{CertPair, CertStore};
 use tls_policy::TlsPolicy;
 
@@ -63,7 +64,13 @@ pub enum CertificateSource {
 pub struct ServerConfig {
     pub certificate: CertificateSource,
     pub tls: TlsPolicy,
+    /// Bounds of requests on /mutate.
     pub limits: http::Limits,
+    /// Deadlines and cap of the TLS port's connections.
+    pub connections: ConnLimits,
+    /// Deadlines and cap of the metrics port's connections.
+    pub metrics_connections: ConnLimits,
+    /// After the delay: how long connections may take to finish before they are cut and the server returns.
     pub shutdown_timeout: Duration,
     /// After the signal, keep accepting this long with `/readyz` failing, so endpoints drain first.
     pub shutdown_delay: Duration,
@@ -77,6 +84,13 @@ pub struct AppState {
     pub certs: Arc<CertStore>,
     /// Set when shutdown begins, so `/readyz` fails and endpoints drain.
     pub draining: AtomicBool,
+    pub limits: http::Limits,
+    /// `--max-requests-in-flight` slots.
+    in_flight: Arc<Semaphore>,
+    /// The large-body memory budget, one permit per byte.
+    large_bodies: Arc<Semaphore>,
+    /// `--review-threads` slots on the blocking pool.
+    review_threads: Arc<Semaphore>,
 }
 
 /// The two listening sockets, bound by the caller (tests bind port 0 and read the port back).
@@ -121,97 +135,74 @@ pub async fn run(
             store
         }
     };
+    let limits = config.limits.clone();
     let state = Arc::new(AppState {
         source: Arc::clone(&admission.source),
         admission,
         metrics: Metrics::new(),
         certs: Arc::clone(&certs),
         draining: AtomicBool::new(false),
+        in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1))),
+        // Room for at least one largest body, or such a request could never be served.
+        large_bodies: Arc::new(Semaphore::new(limits.max_large_body_bytes_in_flight.max(limits.max_body_bytes))),
+        review_threads: Arc::new(Semaphore::new(limits.review_threads.max(1))),
+        limits,
     });
     let acceptor = TlsAcceptor::from(tls::server_config(certs, &config.tls)?);
     let Listeners { mutate: listener, metrics: metrics_listener } = listeners;
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(addr = %local(&listener), metrics = %local(&metrics_listener), "serving /mutate over TLS");
+    tracing::info!(
+        addr = %local(&listener),
+        metrics = %local(&metrics_listener),
+        max_connections = config.connections.max_connections,
+        metrics_max_connections = config.metrics_connections.max_connections,
+        max_requests_in_flight = state.limits.max_requests_in_flight,
+        "serving /mutate over TLS"
+    );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics_task = tokio::spawn({
-        let router = http::metrics_router(Arc::clone(&state));
-        let mut stop = stop_rx.clone();
-        async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(error) = axum::serve(metrics_listener, router).with_graceful_shutdown(stopped).await {
-                tracing::error!(%error, "metrics server failed");
-            }
-        }
-    });
+    let (phase, phase_rx) = watch::channel(Phase::Serving);
+    let https = tokio::spawn(conn::serve(
+        Port { name: PortName::Https, listener, tls: Some(acceptor), limits: config.connections.clone() },
+        http::WebhookHandler(Arc::clone(&state)),
+        Arc::clone(&state.metrics),
+        phase_rx.clone(),
+    ));
+    let metrics = tokio::spawn(conn::serve(
+        Port { name: PortName::Metrics, listener: metrics_listener, tls: None, limits: config.metrics_connections },
+        http::MetricsHandler(Arc::clone(&state)),
+        Arc::clone(&state.metrics),
+        phase_rx,
+    ));
 
-    let router = http::mutate_router(Arc::clone(&state), &config.limits);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let stop_accepting = {
-        let state = Arc::clone(&state);
-        let delay = config.shutdown_delay;
-        async move {
-            shutdown.await;
-            state.draining.store(true, Ordering::Relaxed);
-            if !delay.is_zero() {
-                tracing::info!(?delay, "draining: /readyz fails while endpoints update; still serving");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    };
-    tokio::pin!(stop_accepting);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
-                let watcher = graceful.watcher();
-                let handshake_timeout = config.limits.handshake_timeout;
-                let header_timeout = config.limits.header_read_timeout;
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-                    builder.http2().timer(TokioTimer::new());
-                    let connection = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut stop_accepting => break,
-        }
+    shutdown.await;
+    state.draining.store(true, Ordering::Relaxed);
+    let _ = phase.send(Phase::Draining);
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay = ?config.shutdown_delay,
+            "draining: /readyz fails while endpoints update; still serving (signal again to exit now)"
+        );
+        tokio::time::sleep(config.shutdown_delay).await;
     }
-
-    tracing::info!(in_flight = graceful.count(), "shutting down: no new connections, finishing in-flight requests");
-    drop(listener);
-    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!(timeout = ?config.shutdown_timeout, "in-flight requests did not finish in time");
+    let open = |port| state.metrics.port(port).open.load(Ordering::Relaxed);
+    tracing::info!(
+        connections = open(PortName::Https),
+        metrics_connections = open(PortName::Metrics),
+        "shutting down: no new connections, finishing in-flight requests"
+    );
+    let _ = phase.send(Phase::Stopping);
+    let mut both = std::pin::pin!(futures::future::join(https, metrics));
+    if tokio::time::timeout(config.shutdown_timeout, both.as_mut()).await.is_err() {
+        tracing::warn!(
+            timeout = ?config.shutdown_timeout,
+            connections = open(PortName::Https),
+            metrics_connections = open(PortName::Metrics),
+            "connections did not finish in time; closing them"
+        );
+        let _ = phase.send(Phase::Killed);
+        // Cut connections end at their next poll; give them a moment so the counts below are final.
+        let _ = tokio::time::timeout(Duration::from_secs(1), both).await;
     }
-    let _ = stop_tx.send(true);
-    let _ = metrics_task.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -225,30 +216,39 @@ fn self_signed(sans: &[String], ca_bundle_out: &std::path::Path) -> Result<CertP
     Ok(CertPair::from_pem(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes(), "generated", "generated")?)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGTERM and SIGINT, registered once so that no signal falls back to the default action (exit
+/// without draining) between the first and the second.
+pub struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The next SIGTERM or SIGINT: its name and the exit status a process killed by it would have.
+    pub async fn recv(&mut self) -> (&'static str, i32) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => ("SIGTERM", 128 + 15),
+                _ = self.int.recv() => ("SIGINT", 128 + 2),
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            ("SIGINT", 130)
+        }
     }
 }

@@ -17,6 +17,8 @@ FLAGS = {
     "port", "bind-address", "metrics-port", "kubeconfig", "tls-cert", "tls-key", "tls-min-version", "self-signed",
     "service-name", "namespace", "cert-secret", "webhook-config", "service-accounts",
     "service-account-lookup-grace-period", "watch-config-map", "log-format", "log-level", "shutdown-timeout",
+    "shutdown-delay", "request-timeout", "max-requests-in-flight", "max-connections", "idle-timeout",
+    "max-connection-age",
     "annotation-prefix", "token-audience", "token-mount-path", "token-expiration", "aws-default-region",
     "sts-regional-endpoint", "watch-container-credentials-config", "container-credentials-audience",
     "container-credentials-token-mount-path", "container-credentials-token-volume-name",
@@ -147,17 +149,18 @@ def check_common(c):
     c.ok(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == "9999"
          and ann.get("prometheus.io/path") == "/metrics", "prometheus.io annotations point at 9999/metrics", ann)
 
-    # Shutdown: preStop sleep only where the API has it; grace period covers sleep + shutdown timeout.
+    # Shutdown: the delay lives in the binary (--shutdown-delay, every Kubernetes version); no preStop hook by
+    # default; grace period covers sleep + delay + shutdown timeout.
     sleep = ctr.get("lifecycle", {}).get("preStop", {}).get("sleep")
-    if p.get("kube") == "1.20":
-        c.ok(not ctr.get("lifecycle"), "no lifecycle hook on Kubernetes < 1.30", ctr.get("lifecycle"))
-    else:
-        c.ok(sleep and sleep.get("seconds", 0) > 0, "preStop sleep on Kubernetes >= 1.30", ctr.get("lifecycle"))
+    c.ok(not ctr.get("lifecycle"), "no lifecycle hook by default (--shutdown-delay does it)", ctr.get("lifecycle"))
     c.ok("exec" not in ctr.get("lifecycle", {}).get("preStop", {}), "no exec preStop (distroless has no shell)")
     grace = pod.get("terminationGracePeriodSeconds", 30)
     shutdown = int(str(flags.get("shutdown-timeout", "20s")).rstrip("s"))
-    c.ok(grace >= shutdown + (sleep or {}).get("seconds", 0),
-         "terminationGracePeriodSeconds covers preStop sleep + --shutdown-timeout", (grace, shutdown, sleep))
+    delay = int(str(flags.get("shutdown-delay", "0s")).rstrip("s"))
+    c.ok(delay >= 5, "--shutdown-delay passed, long enough for endpoint propagation", flags.get("shutdown-delay"))
+    c.ok(grace >= shutdown + delay + (sleep or {}).get("seconds", 0),
+         "terminationGracePeriodSeconds covers preStop sleep + --shutdown-delay + --shutdown-timeout",
+         (grace, delay, shutdown, sleep))
 
     # Flags: known names, reference defaults, namespace from the downward API.
     unknown = sorted(set(flags) - FLAGS)

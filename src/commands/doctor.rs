@@ -6,18 +6,15 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cli::{DoctorArgs, DoctorOutput};
 use crate::doctor::{self, selector::labels_of, ClusterView, Finding, Inputs, Source, Status};
+use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::manifest::{self, ServiceAccountManifest};
 
 use super::inputs::{self as input_files, InputError};
-
-/// Long enough for a slow API server, short enough that a wrong kubeconfig does not look like a hang.
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DoctorCommandError {
@@ -213,17 +210,7 @@ fn with_kind(mut object: Value, kind: &str) -> Value {
 }
 
 async fn client(args: &DoctorArgs) -> Result<kube::Client, DoctorCommandError> {
-    let connect = |e: &dyn std::fmt::Display| DoctorCommandError::Connect(e.to_string());
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| connect(&e))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| connect(&e))?
-        }
-        None => kube::Config::infer().await.map_err(|e| connect(&e))?,
-    };
-    kube::Client::try_from(config).map_err(|e| connect(&e))
+    kube_client::client(args.kubeconfig.as_deref()).await.map_err(|e| DoctorCommandError::Connect(e.to_string()))
 }
 
 /// GET a path as raw JSON; `None` on 404, an error otherwise.

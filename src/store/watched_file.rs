@@ -1,10 +1,12 @@
 //! A file (or a set of files read together) watched for changes: parsed at start, re-read every poll interval,
-//! re-parsed when its bytes change, the last good value kept when the new one does not parse.
+//! re-parsed when its bytes change, the last good value kept when the new one does not parse, and each distinct
+//! problem logged once (not at every poll).
 //!
 //! Polling rather than inotify: Kubernetes updates mounted ConfigMaps and Secrets by swapping a `..data` symlink,
 //! which inotify on the file path does not report reliably; reading through the path every second always sees the
-//! current target, costs a small read, and needs no new crate. Used for `--watch-container-credentials-config`;
-//! generic so a certificate reloader can use it too ([`WatchedFile::load_all`] reads cert and key as one value).
+//! current target, costs a small read, and needs no new crate. Used for `--watch-container-credentials-config` and
+//! for `--tls-cert`/`--tls-key` ([`WatchedFile::load_all`] reads certificate and key as one value, and
+//! [`WatchedFile::spawn_with`] hands each new pair to the TLS certificate store).
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,13 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::container_credentials::ContainerCredentialsConfig;
+use crate::log_once::ProblemLog;
 
 /// How often a watched file is re-read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What is done about a problem, in its log line.
+const KEEPING: &str = "keeping the last good version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchedFileError {
@@ -32,12 +38,12 @@ type Parser<T> = dyn Fn(&[Vec<u8>]) -> Result<T, String> + Send + Sync;
 
 /// What the last poll saw, so an unchanged file costs a read and a hash, and a problem is logged once, not every
 /// second.
-#[derive(Default)]
 struct Seen {
     digest: [u8; 32],
-    /// The error last logged; cleared when the files read (a read problem) or parse (a parse problem) again.
-    problem: Option<String>,
-    problem_is_read: bool,
+    /// Why the bytes of `digest` do not parse, as logged (`None`: they are the current value).
+    parse_error: Option<String>,
+    /// The problem last logged; resolved only when the files read again *and* what they hold is usable.
+    problem: ProblemLog,
 }
 
 pub struct WatchedFile<T> {
@@ -70,17 +76,13 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
             .map(|path| std::fs::read(path).map_err(|error| WatchedFileError::Read { path: shown(path), error }))
             .collect::<Result<Vec<_>, _>>()?;
         let value = parse(&contents).map_err(|error| WatchedFileError::Parse { path: joined(&paths), error })?;
-        let seen = Seen { digest: digest(&contents), ..Seen::default() };
+        let seen = Seen { digest: digest(&contents), parse_error: None, problem: ProblemLog::new(joined(&paths)) };
         Ok(Self { paths, parse, current: RwLock::new(Arc::new(value)), seen: Mutex::new(seen) })
     }
 
     /// The last good value; cheap enough for every request.
     pub fn current(&self) -> Arc<T> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    pub fn paths(&self) -> &[PathBuf] {
-        &self.paths
     }
 
     /// Re-reads the files once: `Ok(true)` when a new value replaced the old one, `Ok(false)` when nothing
@@ -100,12 +102,15 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         let digest = digest(&contents);
         {
             let mut seen = self.lock_seen();
-            if seen.problem_is_read {
-                seen.problem = None;
-                seen.problem_is_read = false;
-            }
             if seen.digest == digest {
-                // Unchanged since the last read: the value (or the parse error already logged) still holds.
+                // The bytes of the last read: the value, or the parse error, still holds (and is only logged
+                // again if the files were unreadable in between).
+                match seen.parse_error.clone() {
+                    None => seen.problem.resolved(),
+                    Some(error) => {
+                        seen.problem.problem(&error, KEEPING);
+                    }
+                }
                 return Ok(false);
             }
             seen.digest = digest;
@@ -113,13 +118,17 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         match (self.parse)(&contents) {
             Ok(value) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
-                self.lock_seen().problem = None;
+                let mut seen = self.lock_seen();
+                seen.parse_error = None;
+                seen.problem.resolved();
                 tracing::info!(path = %joined(&self.paths), "reloaded");
                 Ok(true)
             }
             Err(error) => {
                 let error = WatchedFileError::Parse { path: joined(&self.paths), error };
-                self.report(&error);
+                let mut seen = self.lock_seen();
+                seen.problem.problem(&error, KEEPING);
+                seen.parse_error = Some(error.to_string());
                 Err(error)
             }
         }
@@ -127,6 +136,16 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
 
     /// Polls every `interval` until the last reference to this file is dropped. Needs a Tokio runtime.
     pub fn spawn(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
+        self.spawn_with(interval, |_| {})
+    }
+
+    /// Polls like [`WatchedFile::spawn`], and hands every new value to `on_change` — for a consumer that keeps
+    /// its own copy, such as the TLS certificate store.
+    pub fn spawn_with(
+        self: &Arc<Self>,
+        interval: Duration,
+        on_change: impl Fn(&Arc<T>) + Send + 'static,
+    ) -> JoinHandle<()> {
         let file = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -136,19 +155,20 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
                 ticker.tick().await;
                 let Some(file) = file.upgrade() else { return };
                 // Errors are logged by reload; the last good value stays.
-                let _ = file.reload().await;
+                if let Ok(true) = file.reload().await {
+                    on_change(&file.current());
+                }
             }
         })
     }
 
     fn report(&self, error: &WatchedFileError) {
-        let problem = error.to_string();
-        let mut seen = self.lock_seen();
-        if seen.problem.as_deref() != Some(problem.as_str()) {
-            tracing::warn!(error = %problem, "keeping the last good version");
-            seen.problem = Some(problem);
-            seen.problem_is_read = matches!(error, WatchedFileError::Read { .. });
-        }
+        self.lock_seen().problem.problem(error, KEEPING);
+    }
+
+    /// Lines logged about problems with the files so far: (problems, recoveries).
+    pub fn problem_lines_logged(&self) -> (u64, u64) {
+        self.lock_seen().problem.lines_logged()
     }
 
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -309,6 +329,44 @@ mod tests {
         std::fs::write(&key, "pair-2").unwrap();
         assert!(file.reload().await.unwrap());
         assert_eq!(*file.current(), "pair-2");
+    }
+
+    #[tokio::test]
+    async fn a_persisting_problem_is_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, identities(&["a"])).unwrap();
+        let file = load_container_credentials(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for _ in 0..5 {
+            assert!(matches!(file.reload().await, Err(WatchedFileError::Read { .. })));
+        }
+        assert_eq!(file.problem_lines_logged(), (1, 0), "a vanished file: one line, not one a poll");
+        std::fs::write(&path, "{ broken").unwrap();
+        for _ in 0..5 {
+            let _ = file.reload().await;
+        }
+        assert_eq!(file.problem_lines_logged(), (2, 0), "back but broken: one more line, and no recovery yet");
+        assert!(has(&file, "a"));
+        std::fs::write(&path, identities(&["b"])).unwrap();
+        assert!(file.reload().await.unwrap());
+        assert_eq!(file.problem_lines_logged(), (2, 1), "one line for the recovery");
+    }
+
+    #[tokio::test]
+    async fn the_poller_hands_each_new_value_to_its_consumer() {
+        let mut mount = KubeletDir::new(&identities(&["a"]));
+        let file = Arc::new(load_container_credentials(&mount.path()).unwrap());
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _task = file.spawn_with(Duration::from_millis(10), move |config| {
+            let _ = seen_tx.send(config.contains(&ServiceAccountRef::new("ns", "b")));
+        });
+        mount.update(&identities(&["b"]));
+        let handed = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await.unwrap();
+        assert_eq!(handed, Some(true), "the consumer got the new value");
+        mount.update("{ broken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(seen_rx.try_recv().is_err(), "a value that does not parse is not handed over");
     }
 
     #[tokio::test]

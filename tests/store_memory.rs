@@ -121,5 +121,8 @@ fn ten_thousand_service_accounts_with_a_role() {
     let role = [("eks.amazonaws.com/role-arn", "arn:aws:iam::111122223333:role/reader")];
     let bytes = bytes_per_service_account(10, &role);
     println!("{COUNT} ServiceAccounts with a role: {bytes:.1} bytes each");
-    assert!(bytes <= BUDGET_WITH_A_ROLE, "{bytes:.1} bytes per ServiceAccount with a role is over {BUDGET_WITH_A_ROLE}");
+    assert!(
+        bytes <= BUDGET_WITH_A_ROLE,
+        "{bytes:.1} bytes per ServiceAccount with a role is over {BUDGET_WITH_A_ROLE}"
+    );
 }

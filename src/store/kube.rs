@@ -25,11 +25,11 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::live::{lock, LiveCounters, NegativeCache, TokenBucket, NEGATIVE_CACHE_CAPACITY};
 pub use super::live::{
     Annotations, KubeApi, LiveAnswer, LiveLookupError, RateLimit, ServiceAccountApi, ServiceAccountMeta,
     DEFAULT_LIVE_LOOKUP_BURST, DEFAULT_LIVE_LOOKUP_RATE, DEFAULT_LIVE_LOOKUP_TIMEOUT, DEFAULT_NEGATIVE_CACHE_TTL,
 };
-use super::live::{lock, LiveCounters, NegativeCache, TokenBucket, NEGATIVE_CACHE_CAPACITY};
 use super::{Lookup, ServiceAccountSource, SourceStats};
 use crate::identity::{ServiceAccountConfig, ServiceAccountRef};
 use crate::settings::MutationSettings;
@@ -206,7 +206,7 @@ impl State {
             .map(|event| match event {
                 Event::Apply(meta) => Change::Apply(self.ingest(&meta)),
                 Event::InitApply(meta) => Change::InitApply(self.ingest(&meta)),
-                Event::Delete(meta) => Change::Delete(meta),
+                Event::Delete(meta) => Change::Delete(Deleted::of(&meta)),
                 Event::Init => Change::Init,
                 Event::InitDone => {
                     done = true;
@@ -233,18 +233,14 @@ impl State {
                 indexes.pending.get_or_insert_with(Index::default).insert(&key, config)
             }
             Change::Apply(None) | Change::InitApply(None) => {}
-            Change::Delete(meta) => {
-                let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
-                    return;
-                };
-                let key = key(namespace, name);
+            Change::Delete(None) => {}
+            Change::Delete(Some(Deleted { key, sa, deleted_at })) => {
                 indexes.current.remove(&key);
                 if let Some(pending) = &mut indexes.pending {
                     pending.remove(&key);
                 }
                 // A live lookup of it may be waiting for an answer read before this deletion.
-                if lock(&self.inflight).contains_key(&ServiceAccountRef::new(namespace, name)) {
-                    let deleted_at = revision(meta.resource_version.as_deref());
+                if lock(&self.inflight).contains_key(&sa) {
                     indexes.deleted_during_lookup.insert(key.into_boxed_str(), deleted_at);
                 }
             }
@@ -298,9 +294,30 @@ impl State {
 enum Change {
     Apply(Option<(String, Arc<ServiceAccountConfig>)>),
     InitApply(Option<(String, Arc<ServiceAccountConfig>)>),
-    Delete(ObjectMeta),
+    Delete(Option<Deleted>),
     Init,
     InitDone,
+}
+
+/// What a deletion needs: the key, the ServiceAccount (to find a live lookup of it) and the deletion's revision.
+struct Deleted {
+    key: String,
+    sa: ServiceAccountRef,
+    deleted_at: Option<u64>,
+}
+
+impl Deleted {
+    fn of(meta: &ObjectMeta) -> Option<Self> {
+        let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+            tracing::debug!("ignoring a ServiceAccount deletion without namespace or name");
+            return None;
+        };
+        Some(Self {
+            key: key(namespace, name),
+            sa: ServiceAccountRef::new(namespace, name),
+            deleted_at: revision(meta.resource_version.as_deref()),
+        })
+    }
 }
 
 /// The ServiceAccount store. Cheap to query from many requests at once.
@@ -789,10 +806,7 @@ mod tests {
     }
 
     /// A lookup of `target` that is waiting for the API's answer (released through the returned gate).
-    async fn lookup_in_flight(
-        source: &Arc<KubeSource>,
-        target: &ServiceAccountRef,
-    ) -> tokio::task::JoinHandle<Lookup> {
+    async fn lookup_in_flight(source: &Arc<KubeSource>, target: &ServiceAccountRef) -> tokio::task::JoinHandle<Lookup> {
         let waiting = {
             let (source, target) = (Arc::clone(source), target.clone());
             tokio::spawn(async move { source.lookup(&target).await })

@@ -333,7 +333,7 @@ mod tests {
     fn the_negative_cache_expires_and_stays_within_its_capacity() {
         let start = Instant::now();
         let cache = NegativeCache::new(Duration::from_secs(5), 3);
-        let sa = |n: usize| ServiceAccountRef::new("ns", &format!("sa-{n}"));
+        let sa = |n: usize| ServiceAccountRef::new("ns", format!("sa-{n}"));
         for n in 0..3 {
             cache.insert_at(sa(n), start);
         }

@@ -199,7 +199,7 @@ impl State {
 
     /// Applies events in order under one lock, then wakes lookups waiting for the watch once. The resolved
     /// configs are computed before the lock is taken, so lookups wait only for the map updates.
-    fn apply_all(&self, events: Vec<Event<ObjectMeta>>) {
+    fn apply_all(&self, events: impl IntoIterator<Item = Event<ObjectMeta>>) {
         let mut done = false;
         let resolved: Vec<_> = events
             .into_iter()
@@ -334,7 +334,10 @@ impl KubeSource {
         Self::start_with(client, settings, Timings::with_grace(grace))
     }
 
+    ///
+    /// On glibc this also pins malloc's mmap threshold for the whole process ([`return_page_buffers_to_the_os`]).
     pub fn start_with(client: Client, settings: Arc<MutationSettings>, timings: Timings) -> Arc<Self> {
+        return_page_buffers_to_the_os();
         let mut source = Self::with_api(Arc::new(KubeApi::new(client.clone())), settings, timings);
         let task = tokio::spawn(watch_service_accounts(client, Arc::clone(&source.state)));
         source.watch_task = Some(task.abort_handle());
@@ -483,6 +486,29 @@ async fn live_lookup(
     }
 }
 
+/// glibc raises its mmap threshold each time a mapped block is freed, so after the first page of the initial list
+/// every later page body and page-sized list (a few MB with [`LIST_PAGE_SIZE`]) is carved from the heap, between
+/// the cache entries made from it, and stays there as free but unreturnable memory: with 100k ServiceAccounts
+/// that held RSS 40 % above what the cache needs (42 MB against 30 MB, measured with `MALLOC_MMAP_THRESHOLD_`).
+/// Pinning the threshold at glibc's default (128 KiB) keeps such buffers mapped and unmapped on free. The cost is
+/// a map and unmap per allocation above 128 KiB, which on the request path only a review larger than that pays.
+/// musl (the container image) always maps large blocks; elsewhere this does nothing.
+pub fn return_page_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// `M_MMAP_THRESHOLD` of glibc's <malloc.h>.
+        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+        unsafe extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        // SAFETY: mallopt only changes a malloc tuning value; any value is valid and it may be called at any time.
+        let set = unsafe { mallopt(M_MMAP_THRESHOLD, 128 * 1024) };
+        if set != 1 {
+            tracing::debug!("malloc refused to pin its mmap threshold");
+        }
+    }
+}
+
 fn metadata_of(event: Event<ServiceAccountMeta>) -> Event<ObjectMeta> {
     match event {
         Event::Apply(object) => Event::Apply(object.metadata),
@@ -503,17 +529,15 @@ async fn watch_service_accounts(client: Client, state: Arc<State>) {
     let mut events = watcher::watcher(api, config).default_backoff().ready_chunks(LIST_PAGE_SIZE as usize).boxed();
     let mut synced = false;
     while let Some(batch) = events.next().await {
-        let mut applied = Vec::with_capacity(batch.len());
-        for event in batch {
-            match event {
-                Ok(event) => applied.push(metadata_of(event)),
-                Err(error) => {
-                    tracing::warn!(%error, "ServiceAccount watch failed; retrying, serving from the cache meanwhile")
-                }
+        let done = batch.iter().any(|event| matches!(event, Ok(Event::InitDone)));
+        // Converted as they are applied: no second page-sized list of events.
+        state.apply_all(batch.into_iter().filter_map(|event| match event {
+            Ok(event) => Some(metadata_of(event)),
+            Err(error) => {
+                tracing::warn!(%error, "ServiceAccount watch failed; retrying, serving from the cache meanwhile");
+                None
             }
-        }
-        let done = applied.iter().any(|event| matches!(event, Event::InitDone));
-        state.apply_all(applied);
+        }));
         if done && !synced {
             synced = true;
             let cached = state.read().current.len();

@@ -149,9 +149,22 @@ impl E2e {
         failure_policy: &str,
         webhooks: usize,
     ) -> String {
+        self.webhook_config_for(cleanup, ns, &vec![url.to_owned(); webhooks], failure_policy).await
+    }
+
+    /// As [`E2e::webhook_config`], one webhook per url (`w<i>.irsa.e2e` calls `urls[i]`).
+    async fn webhook_config_for(
+        &self,
+        cleanup: &mut Cleanup,
+        ns: &str,
+        urls: &[String],
+        failure_policy: &str,
+    ) -> String {
         let name = format!("{ns}-webhook");
-        let entries: Vec<Value> = (0..webhooks)
-            .map(|i| {
+        let entries: Vec<Value> = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
                 json!({
                     "name": format!("w{i}.irsa.e2e"),
                     "admissionReviewVersions": ["v1", "v1beta1"],
@@ -830,9 +843,11 @@ async fn a_deleted_secret_is_made_again_and_every_replica_and_the_ca_bundle_foll
     let old_leaf = pem_der(&secret_text(&first, "tls.crt"));
 
     Api::<Secret>::namespaced(e2e.client.clone(), &ns).delete(SECRET, &DeleteParams::default()).await.unwrap();
-    // One resync to notice and make a new Secret, one for the other replica to read it, and the caBundle follows.
+    // One resync to notice and make a new Secret (and put its CA in the caBundle), one for the other replica to
+    // read it, one for the caBundle to have trusted the new CA for a resync before they serve it. The old CA stays
+    // in the bundle after the new one for a while (a_new_ca_is_trusted_next_to_the_old_one_... checks until when).
     let (ca, leaf) =
-        poll("a new Secret served by both replicas, its CA in the caBundle", RESYNC * 2 + SLACK, || async {
+        poll("a new Secret served by both replicas, its CA in the caBundle", RESYNC * 3 + SLACK, || async {
             let secret = e2e.secret(&ns).await.ok_or("no Secret yet")?;
             if secret.metadata.uid == old_uid {
                 return Err("still the old Secret".to_owned());
@@ -844,8 +859,9 @@ async fn a_deleted_secret_is_made_again_and_every_replica_and_the_ca_bundle_foll
             if leaf_a != leaf || leaf_b != leaf {
                 return Err(format!("a serves the new one: {}, b: {}", leaf_a == leaf, leaf_b == leaf));
             }
-            if bundles != vec![Some(ca.clone())] {
-                return Err("the caBundle is not the new CA".to_owned());
+            let first_ca = |bundle: &Option<String>| bundle.as_deref().map(bundle_cas).and_then(|c| c.first().cloned());
+            if bundles.len() != 1 || first_ca(&bundles[0]) != bundle_cas(&ca).first().cloned() {
+                return Err("the caBundle does not lead with the new CA".to_owned());
             }
             Ok((ca, leaf))
         })
@@ -908,4 +924,161 @@ async fn a_renew_before_longer_than_the_certificate_lifetime_is_refused_or_does_
          several replicas each would serve a different certificate most of the time)",
         versions.len() - 1
     );
+}
+
+/// The CA certificates of a caBundle, in order.
+fn bundle_cas(bundle: &str) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(bundle.as_bytes()).filter_map(Result::ok).map(|der| der.to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_ca_is_trusted_next_to_the_old_one_until_every_replica_serves_it_and_no_call_fails() {
+    // Two replicas, one webhook calling each, failurePolicy Fail: a pod is admitted only if the API server verifies
+    // the certificate of both. Deleting the Secret makes one replica create a new CA while the other still serves a
+    // certificate of the old one; pods are created (dry-run) all along, and none may be refused.
+    let e2e = e2e().await;
+    let mut cleanup = e2e.cleanup();
+    let ns = e2e.namespace(&mut cleanup, "e2e-certs-newca").await;
+    let args = e2e.replica_args(&ns, &format!("{ns}-webhook"), &[]);
+    let mut a = Replica::spawn("a", e2e.dir.path(), &args);
+    let mut b = Replica::spawn("b", e2e.dir.path(), &args);
+    let config = e2e.webhook_config_for(&mut cleanup, &ns, &[a.url(), b.url()], "Fail").await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let service_account: ServiceAccount = serde_json::from_value(json!({
+        "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
+    }))
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(e2e.client.clone(), &ns)
+        .create(&PostParams::default(), &service_account)
+        .await
+        .unwrap();
+    let first = e2e.secret(&ns).await.unwrap();
+    let old_ca = secret_text(&first, "ca.crt");
+    let want = vec![Some(old_ca.clone()), Some(old_ca.clone())];
+    poll("the replicas to set both caBundles", RESYNC + SLACK, || async {
+        let got = e2e.ca_bundles(&config).await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
+
+    let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"generateName": "app-"},
+        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
+    }))
+    .unwrap();
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let mutated = |pod: &Pod| {
+        pod.spec.as_ref().is_some_and(|s| {
+            s.containers[0].env.iter().flatten().any(|e| e.name == "AWS_ROLE_ARN" && e.value.as_deref() == Some(ROLE))
+        })
+    };
+    poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
+        match pods.create(&dry_run, &pod).await {
+            Ok(created) if mutated(&created) => Ok(()),
+            Ok(_) => Err("admitted unmutated".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+
+    // Pod creations in the background for the whole rotation, every outcome kept.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (pods, pod, dry_run, stop) = (pods.clone(), pod.clone(), dry_run.clone(), Arc::clone(&stop));
+        async move {
+            let started = Instant::now();
+            let mut outcomes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let outcome = match pods.create(&dry_run, &pod).await {
+                    Ok(created) if mutated(&created) => Ok(()),
+                    Ok(_) => Err("admitted unmutated".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                };
+                outcomes.push((started.elapsed(), outcome));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            outcomes
+        }
+    });
+    tokio::time::sleep(RESYNC).await;
+
+    Api::<Secret>::namespaced(e2e.client.clone(), &ns).delete(SECRET, &DeleteParams::default()).await.unwrap();
+    let deleted = Instant::now();
+    let old = bundle_cas(&old_ca);
+    let saw_both = std::sync::atomic::AtomicBool::new(false);
+    // A new Secret within a resync; both replicas on it about two resyncs later; the old CA out of the bundle
+    // CA_OVERLAP_RESYNCS (5) resyncs after the change.
+    let new_ca = poll("a new CA served by both replicas and alone in both caBundles", RESYNC * 8 + SLACK * 2, || {
+        let saw_both = &saw_both;
+        let (e2e, ns, config, a, b, old) = (&e2e, &ns, &config, &a, &b, &old);
+        async move {
+            let secret = e2e.secret(ns).await.ok_or("no Secret yet")?;
+            let ca = secret_text(&secret, "ca.crt");
+            if bundle_cas(&ca) == *old {
+                return Err("still the old CA".to_owned());
+            }
+            let bundles = e2e.ca_bundles(config).await;
+            let with_both: Vec<Vec<u8>> = bundle_cas(&ca).into_iter().chain(old.iter().cloned()).collect();
+            if bundles.iter().all(|b| b.as_deref().map(bundle_cas).as_ref() == Some(&with_both)) {
+                saw_both.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let leaf = pem_der(&secret_text(&secret, "tls.crt"));
+            let (leaf_a, leaf_b) = (a.leaf().await?, b.leaf().await?);
+            if leaf_a != leaf || leaf_b != leaf {
+                return Err(format!("a serves the new certificate: {}, b: {}", leaf_a == leaf, leaf_b == leaf));
+            }
+            if bundles != vec![Some(ca.clone()), Some(ca.clone())] {
+                return Err(format!(
+                    "the caBundles still hold {:?} CAs",
+                    bundles.iter().map(|b| b.as_deref().map(bundle_cas).map(|c| c.len())).collect::<Vec<_>>()
+                ));
+            }
+            Ok(ca)
+        }
+    })
+    .await;
+    let rolled_out = deleted.elapsed();
+    let saw_both = saw_both.load(std::sync::atomic::Ordering::Relaxed);
+    // A few more pods with the new CA alone, then stop the load.
+    tokio::time::sleep(RESYNC).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let outcomes = load.await.unwrap();
+    let failed: Vec<String> =
+        outcomes.iter().filter_map(|(at, outcome)| outcome.as_ref().err().map(|e| format!("at {at:?}: {e}"))).collect();
+    eprintln!(
+        "new CA rolled out in {rolled_out:?} (old CA trusted meanwhile: {saw_both}); {} pod creations, {} failed",
+        outcomes.len(),
+        failed.len()
+    );
+    assert!(saw_both, "the caBundles never held the old and the new CA together");
+    assert!(
+        failed.is_empty(),
+        "{} of {} pod creations failed during the CA change:\n{}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("\n")
+    );
+    assert!(outcomes.len() >= 20, "too few pod creations ({}) to say anything", outcomes.len());
+
+    let secret = e2e.secret(&ns).await.unwrap();
+    assert_eq!(bundle_cas(&old_ca_text(&secret)), old, "the Secret records the CA it replaced");
+    verifies_for(&a.leaf().await.unwrap(), &new_ca, &format!("{SERVICE}.{ns}.svc")).unwrap();
+    a.assert_running();
+    b.assert_running();
+}
+
+/// The replaced CA the Secret records (empty when none).
+fn old_ca_text(secret: &Secret) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("previous-ca.crt"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
 }

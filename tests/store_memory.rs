@@ -1,17 +1,17 @@
-//! What the ServiceAccount store costs: bytes kept per cached ServiceAccount, measured with a counting allocator,
-//! and the time to apply an initial list of 10k. A separate binary because it replaces the global allocator.
-//! `cargo test --release --test store_memory -- --nocapture` prints the numbers.
+//! What the ServiceAccount store keeps: bytes per cached ServiceAccount, measured with a counting allocator, against
+//! a stated budget. A separate binary because it replaces the global allocator. No time is asserted (that is a
+//! benchmark's job: `benches/scale.sh` measures the store against a real API server with 100k ServiceAccounts);
+//! `cargo test --test store_memory -- --nocapture` prints the numbers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use irsa_webhook::identity::ServiceAccountRef;
 use irsa_webhook::settings::MutationSettings;
-use irsa_webhook::store::kube::{Annotations, KubeSource, LiveLookupError, ServiceAccountApi, Timings};
+use irsa_webhook::store::kube::{KubeSource, LiveAnswer, LiveLookupError, ServiceAccountApi, Timings};
 use irsa_webhook::store::ServiceAccountSource;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
@@ -58,7 +58,7 @@ static ALLOCATOR: Counting = Counting;
 struct NoApi;
 
 impl ServiceAccountApi for NoApi {
-    fn get(&self, _: &ServiceAccountRef) -> BoxFuture<'static, Result<Option<Annotations>, LiveLookupError>> {
+    fn get(&self, _: &ServiceAccountRef) -> BoxFuture<'static, Result<Option<LiveAnswer>, LiveLookupError>> {
         Box::pin(async { Err(LiveLookupError::Api("not used".into())) })
     }
 }
@@ -79,15 +79,16 @@ fn event(i: usize, per_namespace: usize, annotations: &[(&str, &str)]) -> Event<
     })
 }
 
-/// Bytes the store keeps per ServiceAccount after an initial list of `COUNT`, `per_namespace` to a namespace. Each
-/// event is built and freed inside the measured span, so the difference is what the store holds, including the
-/// slack of its hash table.
+/// Bytes the store keeps per ServiceAccount after an initial list of `COUNT`, `per_namespace` to a namespace, applied
+/// a page at a time as the watch does. Each page is built and freed inside the measured span, so the difference is
+/// what the store holds, including the slack of its hash table.
 fn bytes_per_service_account(per_namespace: usize, annotations: &[(&str, &str)]) -> f64 {
+    const PAGE: usize = 500;
     let source = new_source();
     let before = live_bytes();
     source.apply(Event::Init);
-    for i in 0..COUNT {
-        source.apply(event(i, per_namespace, annotations));
+    for page in (0..COUNT).collect::<Vec<_>>().chunks(PAGE) {
+        source.apply_all(page.iter().map(|&i| event(i, per_namespace, annotations)).collect());
     }
     source.apply(Event::InitDone);
     let kept = live_bytes() - before;
@@ -96,41 +97,32 @@ fn bytes_per_service_account(per_namespace: usize, annotations: &[(&str, &str)])
     kept as f64 / COUNT as f64
 }
 
-/// Time to apply an initial list of `COUNT` already-decoded events, as the watcher hands them over.
-fn apply_time(per_namespace: usize, annotations: &[(&str, &str)]) -> Duration {
-    let source = new_source();
-    let events: Vec<_> = (0..COUNT).map(|i| event(i, per_namespace, annotations)).collect();
-    let started = Instant::now();
-    source.apply(Event::Init);
-    for event in events {
-        source.apply(event);
-    }
-    source.apply(Event::InitDone);
-    let elapsed = started.elapsed();
-    assert!(source.is_ready());
-    elapsed
-}
+/// Within the 300 bytes of RSS per cached ServiceAccount that issue 10 sets for the whole process, the store's own
+/// share must leave room for the allocator's overhead and the rest of the process.
+const BUDGET_WITHOUT_ANNOTATIONS: f64 = 200.0;
 
 #[test]
 fn ten_thousand_service_accounts_without_annotations() {
     for per_namespace in [100, 1] {
         let bytes = bytes_per_service_account(per_namespace, &[]);
-        let elapsed = apply_time(per_namespace, &[]);
-        println!(
-            "{COUNT} ServiceAccounts, {per_namespace} per namespace, no annotations: {bytes:.1} bytes each; \
-             {COUNT} InitApply applied in {elapsed:?}"
+        println!("{COUNT} ServiceAccounts, {per_namespace} per namespace, no annotations: {bytes:.1} bytes each");
+        assert!(
+            bytes <= BUDGET_WITHOUT_ANNOTATIONS,
+            "{bytes:.1} bytes per cached ServiceAccount is over the {BUDGET_WITHOUT_ANNOTATIONS}-byte budget"
         );
-        assert!(bytes <= 200.0, "{bytes:.1} bytes per cached ServiceAccount is over the 200-byte budget");
-        assert!(elapsed < Duration::from_secs(1), "applying {COUNT} InitApply events took {elapsed:?}");
     }
 }
+
+/// An annotated ServiceAccount has its own config with an owned ARN: more than a plain one, still bounded.
+const BUDGET_WITH_A_ROLE: f64 = 400.0;
 
 #[test]
 fn ten_thousand_service_accounts_with_a_role() {
     let role = [("eks.amazonaws.com/role-arn", "arn:aws:iam::111122223333:role/reader")];
     let bytes = bytes_per_service_account(10, &role);
-    let elapsed = apply_time(10, &role);
-    // Reported, not budgeted: each annotated ServiceAccount has its own config with an owned ARN.
-    println!("{COUNT} ServiceAccounts with a role: {bytes:.1} bytes each; {COUNT} InitApply applied in {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "applying {COUNT} InitApply events took {elapsed:?}");
+    println!("{COUNT} ServiceAccounts with a role: {bytes:.1} bytes each");
+    assert!(
+        bytes <= BUDGET_WITH_A_ROLE,
+        "{bytes:.1} bytes per ServiceAccount with a role is over {BUDGET_WITH_A_ROLE}"
+    );
 }

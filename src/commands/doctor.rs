@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,14 +23,13 @@ use crate::doctor::{
 };
 use crate::iam::RolePolicy;
 use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
+use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::manifest::{self, ServiceAccountManifest};
 use crate::oidc::Issuer;
 
 use super::inputs::{self as input_files, InputError};
 use super::trust_policy::{read_policy, CheckError};
 
-/// Long enough for a slow API server, short enough that a wrong kubeconfig does not look like a hang.
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Objects per LIST page in `doctor pods`, as kubectl's `--chunk-size`.
 pub const PAGE_SIZE: usize = 500;
 
@@ -346,17 +345,7 @@ fn with_kind(mut object: Value, kind: &str) -> Value {
 }
 
 async fn client(args: &DoctorArgs) -> Result<kube::Client, DoctorCommandError> {
-    let connect = |e: &dyn std::fmt::Display| DoctorCommandError::Connect(e.to_string());
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| connect(&e))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| connect(&e))?
-        }
-        None => kube::Config::infer().await.map_err(|e| connect(&e))?,
-    };
-    kube::Client::try_from(config).map_err(|e| connect(&e))
+    kube_client::client(args.kubeconfig.as_deref()).await.map_err(|e| DoctorCommandError::Connect(e.to_string()))
 }
 
 /// GET a path as raw JSON; `None` on 404, an error otherwise.

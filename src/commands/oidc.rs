@@ -2,17 +2,14 @@
 //! documents. The rules live in `crate::oidc`; this is file and network I/O plus the instructions text.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
+use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
 use crate::trust_policy::DEFAULT_AUDIENCE;
-
-/// Long enough for a slow API server, short enough that a wrong kubeconfig does not look like a hang.
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcCommandError {
@@ -177,17 +174,7 @@ fn fetch_cluster_documents(kubeconfig: Option<&Path>) -> Result<(Value, Value), 
     let cluster = |e: String| OidcCommandError::Cluster(e.replace('\n', " "));
     runtime.block_on(async {
         let fetch = async {
-            let config = match kubeconfig {
-                Some(path) => {
-                    let file = kube::config::Kubeconfig::read_from(path)
-                        .map_err(|e| format!("kubeconfig {}: {e}", shown(path)))?;
-                    kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                        .await
-                        .map_err(|e| format!("kubeconfig {}: {e}", shown(path)))?
-                }
-                None => kube::Config::infer().await.map_err(|e| format!("no kubeconfig or in-cluster config: {e}"))?,
-            };
-            let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+            let client = kube_client::client(kubeconfig).await.map_err(|e| e.to_string())?;
             let mut documents = Vec::new();
             for path in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
                 let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;

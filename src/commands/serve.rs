@@ -47,15 +47,8 @@ pub enum ServeError {
 
 /// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
 pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
-    let mut config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| ServeError::Kube(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| ServeError::Kube(e.to_string()))?
-        }
-        None => kube::Config::infer().await.map_err(|e| ServeError::Kube(e.to_string()))?,
-    };
+    let mut config =
+        crate::kube_client::config(args.kubeconfig.as_deref()).await.map_err(|e| ServeError::Kube(e.to_string()))?;
     reference_flags::override_api_url(&mut config, args.reference.kube_api.as_deref())?;
     kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
 }

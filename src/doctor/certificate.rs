@@ -12,7 +12,6 @@ pub const CA_EXPIRY_WARNING_SECONDS: i64 = 30 * 86400;
 /// every pod is admitted unmutated. The serving certificate itself is not visible from the API.
 pub(super) fn check_ca_bundle(label: &str, webhook: &Value, now: i64) -> Finding {
     use base64::Engine as _;
-    use rustls_pki_types::pem::PemObject as _;
     let bundle = webhook.pointer("/clientConfig/caBundle").and_then(Value::as_str).unwrap_or_default();
     let renew = "self-managed certificates: the webhook renews them and patches the caBundle (check its logs and \
                  --webhook-config); cert-manager: kubectl get certificate -A; own certificates: certs/gen-certs.sh, \
@@ -41,12 +40,7 @@ pub(super) fn check_ca_bundle(label: &str, webhook: &Value, now: i64) -> Finding
             )
         }
     };
-    let not_after: Vec<i64> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .filter_map(|der| {
-            x509_parser::parse_x509_certificate(der.as_ref()).ok().map(|(_, c)| c.validity().not_after.timestamp())
-        })
-        .collect();
+    let not_after = crate::x509::not_afters(&pem);
     // During a CA rotation the bundle holds old and new: the newest one is what keeps calls working.
     let Some(latest) = not_after.iter().copied().max() else {
         return Finding::problem(

@@ -1,9 +1,23 @@
 //! Self-managed certificates (`--cert-secret NAME`, `--webhook-config NAME`): a Secret in the webhook's own
 //! namespace holds the CA and the serving certificate and is the one source of truth for every replica. The first
-//! replica creates it (a lost create race means reading the winner's); each replica re-reads it periodically,
+//! replica creates it (a lost create race means reading the winner's); each replica re-reads it every resync,
 //! renews the serving certificate before it expires (optimistic concurrency on resourceVersion, so two replicas
 //! never keep different certificates), serves what the Secret holds, and keeps the caBundle of its
-//! MutatingWebhookConfiguration equal to the CA.
+//! MutatingWebhookConfiguration right.
+//!
+//! **A new CA is rolled out with an overlap.** When the CA changes (it is about to expire, or the Secret was
+//! deleted or broken), the replica that writes the new one also records the CA it replaces (`previous-ca.crt`)
+//! and until when it stays trusted (annotation [`PREVIOUS_CA_UNTIL`]: [`CA_OVERLAP_RESYNCS`] resyncs after the
+//! change). Every replica computes the same caBundle from the Secret — the CA, then the previous one while it is
+//! trusted — so they never fight over it. A replica serves a certificate of a new CA only from the resync after
+//! the one at which the caBundle already held that CA, so the API server has had a resync to see the new bundle
+//! before any replica needs it. Each replica re-reads the Secret every resync and switches at most one resync
+//! after seeing the new CA in the caBundle, so every replica serves the new CA about two resyncs after the
+//! change; the overlap of five leaves three resyncs for replicas whose reads fail meanwhile. A renewal that keeps
+//! the CA is served at once (the caBundle already trusts it).
+//!
+//! Each distinct problem (the Secret unreadable, the caBundle not writable, the configuration missing) is logged
+//! once, and once more when it is over, not at every resync.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +32,19 @@ use kube::Api;
 
 use super::certs::{self, GeneratedCerts};
 use super::tls::{CertPair, CertStore};
+use crate::log_once::ProblemLog;
+use crate::x509;
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 const TLS_CERT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
+/// The CA the current one replaced, kept while replicas may still serve a certificate it signed.
+const PREVIOUS_CA_CERT: &str = "previous-ca.crt";
+/// Annotation on the Secret: until when (RFC 3339, UTC) [`PREVIOUS_CA_CERT`] stays in the caBundle.
+pub const PREVIOUS_CA_UNTIL: &str = "irsa-webhook/previous-ca-trusted-until";
+/// How many resyncs the replaced CA stays in the caBundle after a CA change (see the module documentation).
+pub const CA_OVERLAP_RESYNCS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertSecretError {
@@ -48,12 +70,58 @@ pub struct SecretCertConfig {
     pub resync: Duration,
 }
 
+/// A CA that was replaced, and until when (Unix seconds) it stays trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PreviousCa {
+    pem: String,
+    until: i64,
+}
+
+/// What the Secret holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    certs: GeneratedCerts,
+    previous: Option<PreviousCa>,
+}
+
+impl Held {
+    /// The caBundle every replica agrees on at `now`: the CA, then the one it replaced while that is trusted.
+    fn ca_bundle(&self, now: i64) -> String {
+        let mut bundle = self.certs.ca_pem.clone();
+        if let Some(previous) = self.previous.as_ref().filter(|p| now < p.until && p.pem != self.certs.ca_pem) {
+            if !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(&previous.pem);
+        }
+        bundle
+    }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 /// Reads the Secret, creating or renewing it when needed, and returns what it now holds.
 pub async fn load_or_create(api: &Api<Secret>, config: &SecretCertConfig) -> Result<GeneratedCerts, CertSecretError> {
+    Ok(read_or_create(api, config, None).await?.certs)
+}
+
+/// [`load_or_create`], knowing what this replica serves: if the CA has to be replaced, the served one is recorded
+/// as the previous CA (it is the one the other replicas serve too, even when the Secret was deleted or broken).
+async fn read_or_create(
+    api: &Api<Secret>,
+    config: &SecretCertConfig,
+    serving: Option<&GeneratedCerts>,
+) -> Result<Held, CertSecretError> {
+    let overlap_until = || unix_now() + i64::from(CA_OVERLAP_RESYNCS) * config.resync.as_secs().max(1) as i64;
     for _ in 0..5 {
         let existing = api.get_opt(&config.secret_name).await?;
         let Some(secret) = existing else {
-            let fresh = certs::generate(&config.sans, config.ca_days, config.leaf_days)?;
+            let fresh = Held {
+                certs: certs::generate(&config.sans, config.ca_days, config.leaf_days)?,
+                previous: serving.map(|s| PreviousCa { pem: s.ca_pem.clone(), until: overlap_until() }),
+            };
             match api.create(&PostParams::default(), &secret_object(config, &fresh, None)).await {
                 Ok(_) => {
                     tracing::info!(secret = %config.secret_name, "created the certificate Secret");
@@ -66,14 +134,20 @@ pub async fn load_or_create(api: &Api<Secret>, config: &SecretCertConfig) -> Res
         };
         let held = material(&secret);
         let replacement = match &held {
-            Some(m) if usable(m, config) => return Ok(m.clone()),
-            Some(m) if ca_usable(m, config) => {
+            Some(h) if usable(&h.certs, config) => return Ok(h.clone()),
+            Some(h) if ca_usable(&h.certs, config) => {
                 tracing::info!(secret = %config.secret_name, "renewing the serving certificate with the existing CA");
-                certs::renew_leaf(&m.ca_pem, &m.ca_key_pem, &config.sans, config.leaf_days)?
+                let renewed = certs::renew_leaf(&h.certs.ca_pem, &h.certs.ca_key_pem, &config.sans, config.leaf_days)?;
+                // Same CA: a CA replaced earlier keeps its remaining overlap.
+                Held { certs: renewed, previous: h.previous.clone().filter(|p| unix_now() < p.until) }
             }
             _ => {
                 tracing::warn!(secret = %config.secret_name, "certificate Secret incomplete or its CA expiring; making a new CA");
-                certs::generate(&config.sans, config.ca_days, config.leaf_days)?
+                let replaced = serving.map(|s| s.ca_pem.clone()).or_else(|| ca_in(&secret));
+                Held {
+                    certs: certs::generate(&config.sans, config.ca_days, config.leaf_days)?,
+                    previous: replaced.map(|pem| PreviousCa { pem, until: overlap_until() }),
+                }
             }
         };
         let resource_version = secret.metadata.resource_version.clone();
@@ -94,15 +168,25 @@ pub async fn load_or_create(api: &Api<Secret>, config: &SecretCertConfig) -> Res
     Err(CertSecretError::Contended(config.secret_name.clone()))
 }
 
-/// Sets `clientConfig.caBundle` of every webhook in the configuration to `ca_pem`; returns whether it patched.
+/// What [`ensure_ca_bundle`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleState {
+    /// Every webhook of the configuration already had the bundle.
+    AlreadySet,
+    /// At least one webhook was patched just now.
+    Patched,
+    /// The configuration does not exist (yet).
+    NoConfiguration,
+}
+
+/// Sets `clientConfig.caBundle` of every webhook in the configuration to `ca_pem` (one CA, or a bundle of several).
 pub async fn ensure_ca_bundle(
     api: &Api<MutatingWebhookConfiguration>,
     name: &str,
     ca_pem: &str,
-) -> Result<bool, CertSecretError> {
+) -> Result<BundleState, CertSecretError> {
     let Some(configuration) = api.get_opt(name).await? else {
-        tracing::warn!(webhook_config = name, "MutatingWebhookConfiguration not found; caBundle not set");
-        return Ok(false);
+        return Ok(BundleState::NoConfiguration);
     };
     let encoded = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let operations: Vec<json_patch::PatchOperation> = configuration
@@ -120,14 +204,16 @@ pub async fn ensure_ca_bundle(
         })
         .collect();
     if operations.is_empty() {
-        return Ok(false);
+        return Ok(BundleState::AlreadySet);
     }
     api.patch(name, &PatchParams::default(), &Patch::Json::<()>(json_patch::Patch(operations))).await?;
-    tracing::info!(webhook_config = name, "caBundle updated");
-    Ok(true)
+    let cas = x509::pem_certificates(ca_pem.as_bytes()).len();
+    tracing::info!(webhook_config = name, cas, "caBundle updated");
+    Ok(BundleState::Patched)
 }
 
-/// Re-reads the Secret every `resync`, serves what it holds, renews when due, keeps the caBundle right.
+/// Re-reads the Secret every `resync`, keeps the caBundle right, renews when due, and serves what the Secret
+/// holds — a certificate of a new CA only once the caBundle has trusted that CA for a resync.
 pub async fn keep_current(
     client: kube::Client,
     config: SecretCertConfig,
@@ -136,82 +222,120 @@ pub async fn keep_current(
 ) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(client);
+    let secret_name = format!("certificate Secret {}/{}", config.namespace, config.secret_name);
+    let mut secret_problem = ProblemLog::new(secret_name.clone());
+    let mut pair_problem = ProblemLog::new(format!("serving certificate in {secret_name}"));
+    let mut bundle_problem = ProblemLog::new(format!(
+        "caBundle of MutatingWebhookConfiguration {}",
+        config.webhook_config.as_deref().unwrap_or("")
+    ));
+    // The CA the caBundle held at the previous resync, as far as this replica saw.
+    let mut trusted_since_last_resync: Option<String> = None;
     let mut ticker = tokio::time::interval(config.resync);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if let Some(name) = &config.webhook_config {
-            if let Err(error) = ensure_ca_bundle(&configurations, name, &served.ca_pem).await {
-                tracing::warn!(%error, webhook_config = %name, "cannot update the caBundle; will retry");
-            }
-        }
         ticker.tick().await;
-        match load_or_create(&secrets, &config).await {
-            Ok(current) if current.cert_pem != served.cert_pem || current.key_pem != served.key_pem => {
-                match CertPair::from_pem(current.cert_pem.as_bytes(), current.key_pem.as_bytes(), TLS_CERT, TLS_KEY) {
-                    Ok(pair) => {
-                        tracing::info!(not_after = pair.not_after, "serving the certificate from the Secret");
-                        store.replace(pair);
-                        served = current;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "certificate in the Secret is not usable; keeping the current one")
-                    }
-                }
+        let held = match read_or_create(&secrets, &config, Some(&served)).await {
+            Ok(held) => {
+                secret_problem.resolved();
+                held
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "cannot read the certificate Secret; keeping the current certificate"),
+            Err(error) => {
+                secret_problem.problem(&error, "keeping the current certificate; retrying every resync");
+                continue;
+            }
+        };
+        let trusted_now = match &config.webhook_config {
+            // Nobody here maintains a caBundle: whoever does must trust the Secret's CA.
+            None => true,
+            Some(name) => match ensure_ca_bundle(&configurations, name, &held.ca_bundle(unix_now())).await {
+                Ok(BundleState::AlreadySet | BundleState::Patched) => {
+                    bundle_problem.resolved();
+                    true
+                }
+                Ok(BundleState::NoConfiguration) => {
+                    // No configuration, no calls to fail: nothing to wait for.
+                    bundle_problem.problem(&"the configuration does not exist", "will set it when it does");
+                    true
+                }
+                Err(error) => {
+                    bundle_problem.problem(&error, "will retry every resync");
+                    false
+                }
+            },
+        };
+        let was_trusted = trusted_since_last_resync.as_deref() == Some(held.certs.ca_pem.as_str());
+        trusted_since_last_resync = trusted_now.then(|| held.certs.ca_pem.clone());
+        if held.certs.cert_pem == served.cert_pem && held.certs.key_pem == served.key_pem {
+            continue;
+        }
+        let same_ca = held.certs.ca_pem == served.ca_pem;
+        if !(same_ca || trusted_now && was_trusted) {
+            tracing::info!(secret = %config.secret_name, "new CA in the Secret: serving its certificate from the next resync, once the caBundle has trusted it for one");
+            continue;
+        }
+        let certs = &held.certs;
+        match CertPair::from_pem(certs.cert_pem.as_bytes(), certs.key_pem.as_bytes(), TLS_CERT, TLS_KEY) {
+            Ok(pair) => {
+                pair_problem.resolved();
+                tracing::info!(
+                    not_after = pair.not_after,
+                    new_ca = !same_ca,
+                    "serving the certificate from the Secret"
+                );
+                store.replace(pair);
+                served = held.certs;
+            }
+            Err(error) => {
+                pair_problem.problem(&error, "keeping the current one");
+            }
         }
     }
 }
 
-fn material(secret: &Secret) -> Option<GeneratedCerts> {
+fn material(secret: &Secret) -> Option<Held> {
     let data = secret.data.as_ref()?;
     let text = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok());
-    Some(GeneratedCerts {
+    let certs = GeneratedCerts {
         ca_pem: text(CA_CERT)?,
         ca_key_pem: text(CA_KEY)?,
         cert_pem: text(TLS_CERT)?,
         key_pem: text(TLS_KEY)?,
-    })
+    };
+    let until = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PREVIOUS_CA_UNTIL))
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(time::OffsetDateTime::unix_timestamp);
+    let previous = match (text(PREVIOUS_CA_CERT), until) {
+        (Some(pem), Some(until)) if !x509::pem_certificates(pem.as_bytes()).is_empty() => {
+            Some(PreviousCa { pem, until })
+        }
+        _ => None,
+    };
+    Some(Held { certs, previous })
 }
 
-fn not_after_of(pem: &str) -> Option<i64> {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    Some(cert.validity().not_after.timestamp())
+/// The Secret's CA certificate, if it still is one (for a Secret whose other parts are broken).
+fn ca_in(secret: &Secret) -> Option<String> {
+    let pem = secret.data.as_ref()?.get(CA_CERT).and_then(|b| String::from_utf8(b.0.clone()).ok())?;
+    x509::first_not_after(pem.as_bytes()).is_ok().then_some(pem)
 }
 
 fn has_sans(pem: &str, wanted: &[String]) -> bool {
-    use rustls_pki_types::pem::PemObject;
-    let Ok(der) = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()) else {
+    let Some(leaf) = x509::pem_certificates(pem.as_bytes()).into_iter().next() else {
         return false;
     };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+    let Ok(names) = x509::subject_alt_names(&leaf) else {
         return false;
     };
-    let Ok(Some(extension)) = cert.subject_alternative_name() else {
-        return false;
-    };
-    let names: Vec<String> = extension
-        .value
-        .general_names
-        .iter()
-        .map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => (*dns).to_owned(),
-            x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                4 => <[u8; 4]>::try_from(*ip).map(|b| std::net::IpAddr::from(b).to_string()).unwrap_or_default(),
-                16 => <[u8; 16]>::try_from(*ip).map(|b| std::net::IpAddr::from(b).to_string()).unwrap_or_default(),
-                _ => String::new(),
-            },
-            _ => String::new(),
-        })
-        .collect();
     wanted.iter().all(|w| names.contains(w))
 }
 
 fn remaining_seconds(pem: &str) -> i64 {
-    not_after_of(pem).map_or(0, |t| t - time::OffsetDateTime::now_utc().unix_timestamp())
+    x509::first_not_after(pem.as_bytes()).map_or(0, |t| t - unix_now())
 }
 
 fn usable(m: &GeneratedCerts, config: &SecretCertConfig) -> bool {
@@ -227,26 +351,37 @@ fn ca_usable(m: &GeneratedCerts, config: &SecretCertConfig) -> bool {
         && certs::renew_leaf(&m.ca_pem, &m.ca_key_pem, &[], 1).is_ok()
 }
 
-fn secret_object(config: &SecretCertConfig, m: &GeneratedCerts, resource_version: Option<String>) -> Secret {
+fn secret_object(config: &SecretCertConfig, held: &Held, resource_version: Option<String>) -> Secret {
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let m = &held.certs;
+    let mut data: std::collections::BTreeMap<String, ByteString> = [
+        (CA_CERT.to_owned(), bytes(&m.ca_pem)),
+        (CA_KEY.to_owned(), bytes(&m.ca_key_pem)),
+        (TLS_CERT.to_owned(), bytes(&m.cert_pem)),
+        (TLS_KEY.to_owned(), bytes(&m.key_pem)),
+    ]
+    .into();
+    let mut annotations = None;
+    if let Some(previous) = &held.previous {
+        let until = time::OffsetDateTime::from_unix_timestamp(previous.until)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        if let Some(until) = until {
+            data.insert(PREVIOUS_CA_CERT.to_owned(), bytes(&previous.pem));
+            annotations = Some([(PREVIOUS_CA_UNTIL.to_owned(), until)].into());
+        }
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(config.secret_name.clone()),
             namespace: Some(config.namespace.clone()),
             resource_version,
             labels: Some([("app.kubernetes.io/managed-by".to_owned(), "irsa-webhook".to_owned())].into()),
+            annotations,
             ..ObjectMeta::default()
         },
         type_: Some("kubernetes.io/tls".to_owned()),
-        data: Some(
-            [
-                (CA_CERT.to_owned(), bytes(&m.ca_pem)),
-                (CA_KEY.to_owned(), bytes(&m.ca_key_pem)),
-                (TLS_CERT.to_owned(), bytes(&m.cert_pem)),
-                (TLS_KEY.to_owned(), bytes(&m.key_pem)),
-            ]
-            .into(),
-        ),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -271,10 +406,46 @@ mod tests {
     #[test]
     fn fresh_material_is_usable_and_round_trips_through_the_secret() {
         let c = config();
-        let m = certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap();
-        let secret = secret_object(&c, &m, None);
+        let held = Held { certs: certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap(), previous: None };
+        let secret = secret_object(&c, &held, None);
         let back = material(&secret).unwrap();
-        assert!(usable(&back, &c));
+        assert!(usable(&back.certs, &c));
+        assert_eq!(back, held);
+        assert!(secret.metadata.annotations.is_none() && !secret.data.unwrap().contains_key(PREVIOUS_CA_CERT));
+    }
+
+    #[test]
+    fn the_replaced_ca_round_trips_and_stays_in_the_bundle_until_its_time() {
+        let c = config();
+        let old = certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap();
+        let now = unix_now();
+        let held = Held {
+            certs: certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap(),
+            previous: Some(PreviousCa { pem: old.ca_pem.clone(), until: now + 300 }),
+        };
+        let secret = secret_object(&c, &held, None);
+        let until = &secret.metadata.annotations.as_ref().unwrap()[PREVIOUS_CA_UNTIL];
+        assert!(until.ends_with('Z'), "RFC 3339 in UTC, readable in kubectl: {until}");
+        assert_eq!(material(&secret).unwrap(), held);
+
+        let during = held.ca_bundle(now);
+        assert_eq!(x509::pem_certificates(during.as_bytes()).len(), 2, "old and new CA during the overlap");
+        assert!(during.starts_with(&held.certs.ca_pem), "the current CA first");
+        assert!(during.ends_with(&old.ca_pem));
+        assert_eq!(held.ca_bundle(now + 300), held.certs.ca_pem, "only the new CA once the overlap is over");
+    }
+
+    #[test]
+    fn a_previous_ca_without_a_readable_time_is_ignored() {
+        let c = config();
+        let old = certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap();
+        let held = Held {
+            certs: certs::generate(&c.sans, c.ca_days, c.leaf_days).unwrap(),
+            previous: Some(PreviousCa { pem: old.ca_pem, until: unix_now() + 300 }),
+        };
+        let mut secret = secret_object(&c, &held, None);
+        secret.metadata.annotations = Some([(PREVIOUS_CA_UNTIL.to_owned(), "soon".to_owned())].into());
+        assert_eq!(material(&secret).unwrap().previous, None);
     }
 
     #[test]
@@ -282,6 +453,7 @@ mod tests {
         let c = config();
         let short = certs::generate(&c.sans, c.ca_days, 10).unwrap();
         assert!(!usable(&short, &c) && ca_usable(&short, &c));
+        assert!(has_sans(&short.cert_pem, &c.sans) && !has_sans("not PEM", &c.sans));
         let other_names = certs::generate(&certs::service_sans("old", "ns"), c.ca_days, c.leaf_days).unwrap();
         assert!(!usable(&other_names, &c));
         let renewed = certs::renew_leaf(&short.ca_pem, &short.ca_key_pem, &c.sans, c.leaf_days).unwrap();

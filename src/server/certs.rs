@@ -20,6 +20,16 @@ pub struct GeneratedCerts {
     pub key_pem: String,
 }
 
+/// Shows when the certificates expire; never the keys.
+impl std::fmt::Debug for GeneratedCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedCerts")
+            .field("ca_not_after", &crate::x509::first_not_after(self.ca_pem.as_bytes()).ok())
+            .field("cert_not_after", &crate::x509::first_not_after(self.cert_pem.as_bytes()).ok())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The names the API server may use to reach the webhook's Service, plus loopback for local use.
 pub fn service_sans(service: &str, namespace: &str) -> Vec<String> {
     vec![
@@ -88,6 +98,13 @@ fn name(common_name: &str) -> DistinguishedName {
 mod tests {
     use super::*;
     use crate::server::tls::CertPair;
+
+    #[test]
+    fn debug_output_never_shows_a_key() {
+        let certs = generate(&service_sans("svc", "ns"), 365, 30).unwrap();
+        let shown = format!("{certs:?}");
+        assert!(shown.contains("cert_not_after: Some(") && !shown.contains("PRIVATE KEY"), "{shown}");
+    }
 
     #[test]
     fn generated_pair_loads_and_names_the_service() {

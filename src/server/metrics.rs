@@ -516,6 +516,21 @@ impl Metrics {
         );
         out.line(format_args!("irsa_webhook_live_lookup_failures_total {}", stats.live_lookup_failures));
         out.family(
+            "irsa_webhook_live_lookup_results_total",
+            "ServiceAccount lookups that missed the cache, by result: found, not_found, failed, rate_limited (over \
+             the live-lookup budget: admitted unmutated with a warning), coalesced (joined one in flight).",
+            "counter",
+        );
+        for (result, n) in [
+            ("coalesced", stats.live_lookups_coalesced),
+            ("failed", stats.live_lookup_failures),
+            ("found", stats.live_lookups_found),
+            ("not_found", stats.live_lookups_not_found),
+            ("rate_limited", stats.live_lookups_rate_limited),
+        ] {
+            out.line(format_args!("irsa_webhook_live_lookup_results_total{{result=\"{result}\"}} {n}"));
+        }
+        out.family(
             "irsa_webhook_live_lookups_total",
             "ServiceAccount lookups that missed the cache and went to the API.",
             "counter",
@@ -717,7 +732,14 @@ mod tests {
             true
         }
         fn stats(&self) -> SourceStats {
-            SourceStats { cached: self.0, live_lookups: 3, live_lookup_failures: 1 }
+            SourceStats {
+                cached: self.0,
+                live_lookups: 3,
+                live_lookup_failures: 1,
+                live_lookups_found: 2,
+                live_lookups_rate_limited: 4,
+                ..SourceStats::default()
+            }
         }
     }
 
@@ -775,6 +797,8 @@ mod tests {
             "# TYPE pod_identity_webhook_used gauge",
             "pod_identity_webhook_used 0",
             "irsa_webhook_live_lookups_total 3",
+            "irsa_webhook_live_lookup_results_total{result=\"found\"} 2",
+            "irsa_webhook_live_lookup_results_total{result=\"rate_limited\"} 4",
             "irsa_webhook_certificate_expiry_timestamp_seconds 1700000000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

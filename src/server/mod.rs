@@ -115,11 +115,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let certs = match &config.certificate {
-        CertificateSource::Files { cert, key, reload_interval } => {
-            let store = CertStore::new(CertPair::from_files(cert, key)?);
-            tokio::spawn(tls::reload_files(Arc::clone(&store), cert.clone(), key.clone(), *reload_interval));
-            store
-        }
+        CertificateSource::Files { cert, key, reload_interval } => CertStore::watch_files(cert, key, *reload_interval)?,
         CertificateSource::SelfSigned { sans, ca_bundle_out } => CertStore::new(self_signed(sans, ca_bundle_out)?),
         CertificateSource::Secret { client, config } => {
             let secrets = kube::Api::namespaced(client.clone(), &config.namespace);

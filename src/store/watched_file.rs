@@ -1,10 +1,12 @@
 //! A file (or a set of files read together) watched for changes: parsed at start, re-read every poll interval,
-//! re-parsed when its bytes change, the last good value kept when the new one does not parse.
+//! re-parsed when its bytes change, the last good value kept when the new one does not parse, and each distinct
+//! problem logged once (not at every poll).
 //!
 //! Polling rather than inotify: Kubernetes updates mounted ConfigMaps and Secrets by swapping a `..data` symlink,
 //! which inotify on the file path does not report reliably; reading through the path every second always sees the
-//! current target, costs a small read, and needs no new crate. Used for `--watch-container-credentials-config`;
-//! generic so a certificate reloader can use it too ([`WatchedFile::load_all`] reads cert and key as one value).
+//! current target, costs a small read, and needs no new crate. Used for `--watch-container-credentials-config` and
+//! for `--tls-cert`/`--tls-key` ([`WatchedFile::load_all`] reads certificate and key as one value, and
+//! [`WatchedFile::spawn_with`] hands each new pair to the TLS certificate store).
 //!
 //! [`WatchedFile::load_optional`] is for a file whose absence means "nothing configured", as the reference treats
 //! its container-credentials file: missing reads as empty, at start and at runtime, and a file that does not parse
@@ -24,9 +26,13 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::container_credentials::ContainerCredentialsConfig;
+use crate::log_once::ProblemLog;
 
 /// How often a watched file is re-read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What is done about a problem, in its log line.
+const KEEPING: &str = "keeping the last good version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchedFileError {
@@ -40,12 +46,12 @@ type Parser<T> = dyn Fn(&[Vec<u8>]) -> Result<T, String> + Send + Sync;
 
 /// What the last poll saw, so an unchanged file costs a read and a hash, and a problem is logged once, not every
 /// second.
-#[derive(Default)]
 struct Seen {
     digest: [u8; 32],
-    /// The error last logged; cleared when the files read (a read problem) or parse (a parse problem) again.
-    problem: Option<String>,
-    problem_is_read: bool,
+    /// Why the bytes of `digest` do not parse, as logged (`None`: they are the current value).
+    parse_error: Option<String>,
+    /// The problem last logged; resolved only when the files read again *and* what they hold is usable.
+    problem: ProblemLog,
 }
 
 pub struct WatchedFile<T> {
@@ -82,7 +88,7 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
             .map(|path| std::fs::read(path).map_err(|error| WatchedFileError::Read { path: shown(path), error }))
             .collect::<Result<Vec<_>, _>>()?;
         let value = parse(&contents).map_err(|error| WatchedFileError::Parse { path: joined(&paths), error })?;
-        let seen = Seen { digest: digest(&contents), ..Seen::default() };
+        let seen = Seen { digest: digest(&contents), parse_error: None, problem: ProblemLog::new(joined(&paths)) };
         Ok(Self {
             paths,
             parse,
@@ -105,11 +111,11 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
             parse(contents.first().map(Vec::as_slice).unwrap_or_default()).map_err(|e| e.to_string())
         });
         let file = Self {
-            paths: vec![path],
+            paths: vec![path.clone()],
             parse,
             current: RwLock::new(Arc::new(initial)),
             // Never equal to a real digest's first read: the first reload parses whatever is there.
-            seen: Mutex::new(Seen { digest: [0xff; 32], ..Seen::default() }),
+            seen: Mutex::new(Seen { digest: [0xff; 32], parse_error: None, problem: ProblemLog::new(shown(&path)) }),
             missing_is_empty: true,
             rejected: AtomicU64::new(0),
         };
@@ -119,7 +125,7 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
                 file.lock_seen().digest = digest(&contents);
                 match (file.parse)(&contents) {
                     Ok(value) => *file.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value),
-                    Err(error) => file.report(&WatchedFileError::Parse { path: joined(&file.paths), error }),
+                    Err(error) => file.rejected_version(&WatchedFileError::Parse { path: joined(&file.paths), error }),
                 }
             }
             Err(error) => file.report(&error),
@@ -161,12 +167,15 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         let digest = digest(&contents);
         {
             let mut seen = self.lock_seen();
-            if seen.problem_is_read {
-                seen.problem = None;
-                seen.problem_is_read = false;
-            }
             if seen.digest == digest {
-                // Unchanged since the last read: the value (or the parse error already logged) still holds.
+                // The bytes of the last read: the value, or the parse error, still holds (and is only logged
+                // again if the files were unreadable in between).
+                match seen.parse_error.clone() {
+                    None => seen.problem.resolved(),
+                    Some(error) => {
+                        seen.problem.problem(&error, KEEPING);
+                    }
+                }
                 return Ok(false);
             }
             seen.digest = digest;
@@ -174,13 +183,15 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         match (self.parse)(&contents) {
             Ok(value) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
-                self.lock_seen().problem = None;
+                let mut seen = self.lock_seen();
+                seen.parse_error = None;
+                seen.problem.resolved();
                 tracing::info!(path = %joined(&self.paths), "reloaded");
                 Ok(true)
             }
             Err(error) => {
                 let error = WatchedFileError::Parse { path: joined(&self.paths), error };
-                self.report(&error);
+                self.rejected_version(&error);
                 Err(error)
             }
         }
@@ -188,6 +199,16 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
 
     /// Polls every `interval` until the last reference to this file is dropped. Needs a Tokio runtime.
     pub fn spawn(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
+        self.spawn_with(interval, |_| {})
+    }
+
+    /// Polls like [`WatchedFile::spawn`], and hands every new value to `on_change` — for a consumer that keeps
+    /// its own copy, such as the TLS certificate store.
+    pub fn spawn_with(
+        self: &Arc<Self>,
+        interval: Duration,
+        on_change: impl Fn(&Arc<T>) + Send + 'static,
+    ) -> JoinHandle<()> {
         let file = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -197,28 +218,29 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
                 ticker.tick().await;
                 let Some(file) = file.upgrade() else { return };
                 // Errors are logged by reload; the last good value stays.
-                let _ = file.reload().await;
+                if let Ok(true) = file.reload().await {
+                    on_change(&file.current());
+                }
             }
         })
     }
 
     fn report(&self, error: &WatchedFileError) {
-        let problem = error.to_string();
-        let is_read = matches!(error, WatchedFileError::Read { .. });
-        if !is_read {
-            // reload only parses bytes it has not seen: each bad version is counted once.
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-        }
+        self.lock_seen().problem.problem(error, KEEPING);
+    }
+
+    /// A version of the files that does not parse: counted once (reload only parses bytes it has not seen),
+    /// logged once, and remembered so an unchanged file does not clear the problem.
+    fn rejected_version(&self, error: &WatchedFileError) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
         let mut seen = self.lock_seen();
-        if seen.problem.as_deref() != Some(problem.as_str()) {
-            if self.missing_is_empty {
-                tracing::error!(error = %problem, rejected = self.rejected(), "keeping the last good version");
-            } else {
-                tracing::warn!(error = %problem, "keeping the last good version");
-            }
-            seen.problem = Some(problem);
-            seen.problem_is_read = is_read;
-        }
+        seen.problem.problem(error, KEEPING);
+        seen.parse_error = Some(error.to_string());
+    }
+
+    /// Lines logged about problems with the files so far: (problems, recoveries).
+    pub fn problem_lines_logged(&self) -> (u64, u64) {
+        self.lock_seen().problem.lines_logged()
     }
 
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -409,6 +431,50 @@ mod tests {
         std::fs::write(&key, "pair-2").unwrap();
         assert!(file.reload().await.unwrap());
         assert_eq!(*file.current(), "pair-2");
+    }
+
+    #[tokio::test]
+    async fn a_persisting_problem_is_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, identities(&["a"])).unwrap();
+        // A plain watched file (a missing container-credentials file reads as empty, not as a problem).
+        let file = WatchedFile::load(&path, |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            ContainerCredentialsConfig::parse(text).map_err(|e| e.to_string())
+        })
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for _ in 0..5 {
+            assert!(matches!(file.reload().await, Err(WatchedFileError::Read { .. })));
+        }
+        assert_eq!(file.problem_lines_logged(), (1, 0), "a vanished file: one line, not one a poll");
+        std::fs::write(&path, "{ broken").unwrap();
+        for _ in 0..5 {
+            let _ = file.reload().await;
+        }
+        assert_eq!(file.problem_lines_logged(), (2, 0), "back but broken: one more line, and no recovery yet");
+        assert!(file.current().contains(&ServiceAccountRef::new("ns", "a")));
+        assert_eq!(file.rejected(), 1, "one bad version, counted once");
+        std::fs::write(&path, identities(&["b"])).unwrap();
+        assert!(file.reload().await.unwrap());
+        assert_eq!(file.problem_lines_logged(), (2, 1), "one line for the recovery");
+    }
+
+    #[tokio::test]
+    async fn the_poller_hands_each_new_value_to_its_consumer() {
+        let mut mount = KubeletDir::new(&identities(&["a"]));
+        let file = Arc::new(load_container_credentials(&mount.path()));
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _task = file.spawn_with(Duration::from_millis(10), move |config| {
+            let _ = seen_tx.send(config.contains(&ServiceAccountRef::new("ns", "b")));
+        });
+        mount.update(&identities(&["b"]));
+        let handed = tokio::time::timeout(Duration::from_secs(5), seen_rx.recv()).await.unwrap();
+        assert_eq!(handed, Some(true), "the consumer got the new value");
+        mount.update("{ broken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(seen_rx.try_recv().is_err(), "a value that does not parse is not handed over");
     }
 
     #[tokio::test]

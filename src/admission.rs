@@ -430,7 +430,7 @@ mod tests {
             r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"{}"}}"#,
             "x".repeat(3000)
         );
-        let message = admission().review(body.as_bytes()).await.err().expect("refused").to_string();
+        let message = admission().review(body.as_bytes()).await.expect_err("refused").to_string();
         assert!(message.len() < 400, "{} bytes", message.len());
         assert!(message.ends_with("expected an object at line 1 column 3073"), "{message}");
     }

@@ -21,7 +21,7 @@ const API_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta
 /// A body we cannot answer with a review: the server maps these to HTTP 400.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
-    #[error("body is not a JSON AdmissionReview: {0}")]
+    #[error("body is not a JSON AdmissionReview: {}", abridged(&.0.to_string()))]
     NotJson(#[source] serde_json::Error),
     #[error("unsupported apiVersion {0:?}; expected admission.k8s.io/v1 or admission.k8s.io/v1beta1")]
     ApiVersion(String),
@@ -29,6 +29,19 @@ pub enum AdmissionError {
     Kind(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+}
+
+/// serde_json quotes a value of the wrong type whole (`invalid type: string "…", expected an object at line 1 column
+/// 3000029`), and the message is sent back and logged: keep its start and its end (what was expected, and where).
+fn abridged(message: &str) -> Cow<'_, str> {
+    const KEEP: usize = 120;
+    let chars = message.chars().count();
+    if chars <= 2 * KEEP {
+        return Cow::Borrowed(message);
+    }
+    let head: String = message.chars().take(KEEP).collect();
+    let tail: String = message.chars().skip(chars - KEEP).collect();
+    Cow::Owned(format!("{head}…{tail}"))
 }
 
 #[derive(Deserialize)]
@@ -412,6 +425,18 @@ mod tests {
         let r = admission().review(&review("admission.k8s.io/v1", "CREATE", &long)).await.unwrap();
         assert!(matches!(r.outcome, Outcome::InvalidPod(_)));
         assert!(r.body.len() < 2048, "the name is not echoed whole: {} bytes", r.body.len());
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_quoted_cut() {
+        // serde_json quotes the whole string of the wrong type; the message is sent back and logged (a fuzz finding).
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"{}"}}"#,
+            "x".repeat(3000)
+        );
+        let message = admission().review(body.as_bytes()).await.expect_err("refused").to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.ends_with("expected an object at line 1 column 3073"), "{message}");
     }
 
     #[test]

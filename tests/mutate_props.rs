@@ -20,6 +20,11 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
 
+/// The invariants every mutation must satisfy, shared with the fuzz target `fuzz/fuzz_targets/mutate.rs`.
+#[path = "support/pod_invariants.rs"]
+mod pod_invariants;
+use pod_invariants::{check_patch, drop_nulls, duplicates, ops, typed_pod};
+
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const CC_PATH: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
 const CUSTOM_PATH: &str = "/custom/token/path";
@@ -386,109 +391,6 @@ fn arb_settings() -> impl Strategy<Value = MutationSettings> {
 // ---------------------------------------------------------------------------------------------------------------
 // Checks
 
-fn apply(pod: &Value, patch: &json_patch::Patch) -> Result<Value, String> {
-    let mut out = pod.clone();
-    json_patch::patch(&mut out, patch).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-fn ops(patch: &json_patch::Patch) -> Vec<(String, String)> {
-    let value = serde_json::to_value(patch).expect("a patch serializes");
-    value
-        .as_array()
-        .expect("a patch is an array")
-        .iter()
-        .map(|op| (op["op"].as_str().unwrap().to_owned(), op["path"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-/// The only places the mutation may write.
-fn path_is_ours(path: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "/metadata",
-        "/metadata/labels",
-        "/metadata/labels/eks.amazonaws.com~1pod-identity",
-        "/spec/volumes",
-        "/spec/volumes/-",
-        "/spec/securityContext",
-        "/spec/securityContext/fsGroup",
-        "/spec/securityContext/fsGroupChangePolicy",
-    ];
-    if EXACT.contains(&path) {
-        return true;
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    matches!(
-        parts.as_slice(),
-        ["", "spec", "containers" | "initContainers", index, "env" | "volumeMounts", rest @ ..]
-            if index.parse::<usize>().is_ok() && (rest.is_empty() || rest == ["-"])
-    )
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-/// Takes back every `add`, newest first: what remains must be the original pod.
-fn undo(mut pod: Value, ops: &[(String, String)]) -> Result<Value, String> {
-    for (_, path) in ops.iter().rev() {
-        let (parent, last) = path.rsplit_once('/').ok_or_else(|| format!("bad path {path}"))?;
-        let parent = pod.pointer_mut(parent).ok_or_else(|| format!("parent of {path} is gone"))?;
-        match parent {
-            Value::Array(items) if last == "-" => {
-                items.pop().ok_or_else(|| format!("{path}: nothing to pop"))?;
-            }
-            Value::Array(items) => {
-                let index: usize = last.parse().map_err(|_| format!("{path}: bad index"))?;
-                items.remove(index);
-            }
-            Value::Object(map) => {
-                map.remove(&unescape(last)).ok_or_else(|| format!("{path}: nothing to remove"))?;
-            }
-            _ => return Err(format!("{path}: parent is neither array nor object")),
-        }
-    }
-    Ok(pod)
-}
-
-/// `add` may replace a null (env: null → [...]); nulls are compared as absent.
-fn drop_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, drop_nulls(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
-        other => other,
-    }
-}
-
-fn duplicates(pod: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |what: String, items: Vec<String>| {
-        let mut seen = BTreeSet::new();
-        for item in items {
-            if !seen.insert(item.clone()) {
-                out.push(format!("{what}: {item}"));
-            }
-        }
-    };
-    let strings = |list: &Value, key: &str| -> Vec<String> {
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.get(key)?.as_str().map(|s| s.trim_end_matches('/').to_owned()))
-            .collect()
-    };
-    check("volume".into(), strings(&pod["spec"]["volumes"], "name"));
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        for (i, c) in pod["spec"][list].as_array().into_iter().flatten().enumerate() {
-            check(format!("{list}[{i}] env"), strings(&c["env"], "name"));
-            check(format!("{list}[{i}] mountPath"), strings(&c["volumeMounts"], "mountPath"));
-        }
-    }
-    out
-}
-
 fn skipped_names(pod: &Value) -> BTreeSet<String> {
     pod.pointer("/metadata/annotations/eks.amazonaws.com~1skip-containers")
         .and_then(Value::as_str)
@@ -507,35 +409,19 @@ proptest! {
         let identity = identity.get();
         prop_assert!(duplicates(&pod).is_empty(), "generator made duplicates: {:?}", duplicates(&pod));
         let mutation = mutate(&pod, Some(&identity), &settings).expect("a generated pod is valid");
-        let ops = ops(&mutation.patch);
 
-        // Only adds, only at our paths.
-        for (op, path) in &ops {
-            prop_assert_eq!(op.as_str(), "add", "op {} at {}", op, path);
-            prop_assert!(path_is_ours(path), "patch writes outside our paths: {}", path);
-        }
-
-        // Applies cleanly to the raw JSON.
-        let result = apply(&pod, &mutation.patch);
-        prop_assert!(result.is_ok(), "patch does not apply: {:?}\nops: {:?}", result.err(), ops);
+        // Only adds, only at our paths; applies; nothing added twice; everything else unchanged.
+        let result = check_patch(&pod, &mutation.patch);
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
         let result = result.unwrap();
 
         // Still a Pod.
-        let typed = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(result.clone());
+        let typed = typed_pod(&result);
         prop_assert!(typed.is_ok(), "result is not a Pod: {:?}", typed.err());
-
-        // Nothing added twice.
-        let dups = duplicates(&result);
-        prop_assert!(dups.is_empty(), "duplicates after mutation: {:?}", dups);
-
-        // Everything not under a path we added is unchanged.
-        let undone = undo(result.clone(), &ops);
-        prop_assert!(undone.is_ok(), "cannot take the patch back: {:?}", undone.as_ref().err());
-        prop_assert_eq!(drop_nulls(undone.unwrap()), drop_nulls(pod.clone()));
 
         // Idempotent.
         let again = mutate(&result, Some(&identity), &settings).expect("the result is valid");
-        prop_assert!(again.is_empty(), "second mutation is not empty: {:?}", ops_of(&again.patch));
+        prop_assert!(again.is_empty(), "second mutation is not empty: {:?}", ops(&again.patch));
 
         // What the mutation promises: every non-skipped container can find its credentials.
         let skipped = skipped_names(&pod);
@@ -591,14 +477,14 @@ proptest! {
         let fix_only = MutationSettings { inject: InjectMode::FsGroupOnly, ..settings.clone() };
         let run = |pod: &Value, settings: &MutationSettings| -> Result<(Value, Vec<(String, String)>), String> {
             let mutation = mutate(pod, Some(&identity), settings).map_err(|e| e.to_string())?;
-            Ok((apply(pod, &mutation.patch)?, ops(&mutation.patch)))
+            Ok((check_patch(pod, &mutation.patch)?, ops(&mutation.patch)))
         };
         // The other webhook: full mode without anything under spec.securityContext (an fs-group annotation would
         // make even --fs-group-fix=never write one).
         let inject_only = |pod: &Value| -> Result<Value, String> {
             let mut patch = mutate(pod, Some(&identity), &full).map_err(|e| e.to_string())?.patch;
             patch.0.retain(|op| !op.path().to_string().starts_with("/spec/securityContext"));
-            apply(pod, &patch)
+            check_patch(pod, &patch)
         };
 
         let (fixed, fix_ops) = run(&pod, &fix_only).expect("a generated pod is valid");
@@ -617,10 +503,6 @@ proptest! {
         let (_, again) = run(&injected_after_fix, &fix_only).expect("valid");
         prop_assert!(again.is_empty(), "fs-group-only is not idempotent: {:?}", again);
     }
-}
-
-fn ops_of(patch: &json_patch::Patch) -> Vec<(String, String)> {
-    ops(patch)
 }
 
 /// Every JSON pointer into `value` (objects and arrays), for corrupting one node.
@@ -683,8 +565,8 @@ proptest! {
         *corrupted.pointer_mut(&target).unwrap() = junk;
 
         if let Ok(mutation) = mutate(&corrupted, Some(&identity), &settings) {
-            let result = apply(&corrupted, &mutation.patch);
-            prop_assert!(result.is_ok(), "accepted {} = {} but the patch does not apply: {:?}", target, corrupted.pointer(&target).unwrap(), result.err());
+            let result = check_patch(&corrupted, &mutation.patch);
+            prop_assert!(result.is_ok(), "accepted {} = {}, but: {}", target, corrupted.pointer(&target).unwrap(), result.as_ref().unwrap_err());
             let again = mutate(&result.unwrap(), Some(&identity), &settings);
             prop_assert!(again.is_ok_and(|m| m.is_empty()), "not idempotent after corrupting {}", target);
         }

@@ -47,6 +47,8 @@ command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null 2>&1 || true;
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets --all-features -- -D warnings
 step unit-and-integration cargo test --all-targets --no-fail-fast
+# cargo-fuzz targets (fuzz/), about a minute each: docs/reliability.md, "Fuzzing".
+step fuzz tests/fuzz.sh
 # The Dockerfile's exact build, outside Docker (no engine here): static musl binary, size printed.
 step static-build tests/chart/build-static.sh
 if [ "$E2E" = 1 ]; then

@@ -361,7 +361,8 @@ impl<'p> PodView<'p> {
         };
         if let Some(kind) = doc.kind.get() {
             if kind != "Pod" {
-                return Err(MutateError::NotAPod(kind.to_owned()));
+                // Cut: the kind is echoed in the warning and the log line (found by fuzz/fuzz_targets/mutate.rs).
+                return Err(MutateError::NotAPod(super::shown(kind).to_string()));
             }
         }
         let metadata = doc.metadata.checked().map_err(shape("metadata"))?;

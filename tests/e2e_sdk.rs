@@ -1100,7 +1100,11 @@ async fn doctor_minimum_for_boto3_is_where_web_identity_starts() {
         assert!(exchange.param("WebIdentityToken") == token, "{sdk}: the token sent is not the file's: {exchange}");
         let (boto3, botocore) = python_sdk_versions(&run);
         match sdk {
-            Sdk::Boto3Minimum => assert_eq!(version(&botocore), minimum_botocore, "{sdk}: botocore {botocore}"),
+            Sdk::Boto3Minimum => {
+                assert_eq!(version(&botocore), minimum_botocore, "{sdk}: botocore {botocore}");
+                // The first boto3 that requires that botocore is the boto3 minimum doctor names.
+                assert_eq!(version(&boto3), doctor_minimum("Python boto3"), "{sdk}: boto3 {boto3}");
+            }
             _ => assert!(version(&botocore) >= minimum_botocore, "{sdk}: botocore {botocore}"),
         }
         seen.push(format!("boto3 {boto3}/botocore {botocore}"));

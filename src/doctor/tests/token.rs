@@ -53,7 +53,7 @@ fn the_sdk_hint_lists_the_documented_minimum_versions() {
     for needle in [
         "Java v2 2.10.11",
         "Go v2 all",
-        "Python boto3 1.9.220",
+        "Python boto3 1.9.200",
         "botocore 1.12.200",
         "AWS CLI 1.16.232",
         "Node.js v3 3.27.0",

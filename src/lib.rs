@@ -18,6 +18,7 @@ pub mod mutate;
 pub mod oidc;
 pub mod server;
 pub mod settings;
+pub mod shell;
 pub mod store;
 pub mod trust_policy;
 pub mod x509;

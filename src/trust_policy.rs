@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::oidc::{Issuer, OidcError};
+use crate::shell;
 
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 pub const DEFAULT_PARTITION: &str = "aws";
@@ -204,28 +205,17 @@ pub fn command_line(
 ) -> String {
     let mut line = format!(
         "irsa-webhook trust-policy --issuer {} --account {} --service-account {}",
-        shell_word(issuer.as_str()),
-        account.map_or_else(|| "<account>".to_owned(), shell_word),
-        shell_word(service_account)
+        shell::word(issuer.as_str()),
+        account.map_or_else(|| "<account>".to_owned(), shell::word),
+        shell::word(service_account)
     );
     if audience != DEFAULT_AUDIENCE {
-        line.push_str(&format!(" --audience {}", shell_word(audience)));
+        line.push_str(&format!(" --audience {}", shell::word(audience)));
     }
     if partition != DEFAULT_PARTITION {
-        line.push_str(&format!(" --partition {}", shell_word(partition)));
+        line.push_str(&format!(" --partition {}", shell::word(partition)));
     }
     line
-}
-
-/// A word a POSIX shell reads back unchanged: the one quoting of every command this tool prints (`trust-policy`,
-/// `doctor`). Left bare when every character is one the shell never splits or expands.
-pub fn shell_word(value: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !value.is_empty() && value.chars().all(safe) {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
 }
 
 /// Terraform resource names: letters, digits, `_` and `-`, not starting with a digit; snake_case by convention.

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
 use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
+use crate::shell;
 use crate::trust_policy::DEFAULT_AUDIENCE;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +131,7 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
     line(&format!("#      {}", issuer.default_jwks_uri()));
     line(&format!(
         "aws s3 cp --recursive {} {destination} --content-type application/json",
-        shell_quote(&shown(out_dir))
+        shell::word(&shown(out_dir))
     ));
     if issuer.s3_location().is_none() {
         line("#    (or copy the directory to the web root behind the issuer URL; serve both as application/json)");
@@ -144,13 +145,13 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
     match key_files {
         Some(files) => {
             for (path, _, _) in &files.0 {
-                line(&format!("--service-account-key-file={}", shell_quote(&shown(path))));
+                line(&format!("--service-account-key-file={}", shell::word(&shown(path))));
             }
             let signing = files.0.iter().find(|(_, _, private)| *private).map(|(path, _, _)| shown(path));
             line(&format!(
                 "--service-account-signing-key-file={}",
                 signing
-                    .map_or_else(|| "<PRIVATE KEY FILE whose public key is published>".to_owned(), |p| shell_quote(&p))
+                    .map_or_else(|| "<PRIVATE KEY FILE whose public key is published>".to_owned(), |p| shell::word(&p))
             ));
         }
         None => line(
@@ -214,13 +215,4 @@ fn pretty(value: &impl Serialize) -> Result<String, OidcCommandError> {
 
 fn shown(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Paths go into commands the user pastes; quote them only when the shell would split or expand them.
-fn shell_quote(text: &str) -> String {
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@+,".contains(c)) {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }

@@ -13,6 +13,7 @@ use crate::mutate::{mutate_value, MutateError, ValueMutation};
 use crate::settings::MutationSettings;
 
 use super::inputs::{self, InputError};
+use super::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MutateCommandError {
@@ -26,13 +27,7 @@ pub enum MutateCommandError {
     Output(String),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct MutateCommandOutput {
-    pub stdout: String,
-    pub warnings: Vec<String>,
-}
-
-pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, MutateCommandError> {
+pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<Output, MutateCommandError> {
     let settings = args.mutation.to_settings()?;
     let (pod_name, pod) = inputs::read_pod(args.pod.as_deref(), stdin)?;
     let service_accounts = inputs::read_service_accounts(&args.service_accounts)?;
@@ -55,7 +50,7 @@ pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, M
             }
         }
     };
-    Ok(MutateCommandOutput { stdout, warnings })
+    Ok(Output { stdout, warnings })
 }
 
 /// The offline lookup: the pod's ServiceAccount from a map instead of the API. Pure; the fixture suite uses it too.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Output;
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
 use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
@@ -30,24 +31,18 @@ pub enum OidcCommandError {
     Cluster(String),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct OidcOutput {
-    pub stdout: String,
-    pub warnings: Vec<String>,
-}
-
-pub fn run(args: &OidcArgs) -> Result<OidcOutput, OidcCommandError> {
+pub fn run(args: &OidcArgs) -> Result<Output, OidcCommandError> {
     match &args.command {
         OidcCommand::Jwks(jwks) => {
             let keys = read_keys(&jwks.keys)?;
-            Ok(OidcOutput { stdout: pretty(&oidc::jwks(&keys.all()))?, warnings: Vec::new() })
+            Ok(Output { stdout: pretty(&oidc::jwks(&keys.all()))?, warnings: Vec::new() })
         }
         OidcCommand::Discovery(discovery) => {
             let issuer = Issuer::parse(&discovery.issuer)?;
             let keys = read_keys(&discovery.keys)?.all();
             let document =
                 oidc::discovery(&issuer, discovery.jwks_uri.as_deref(), keys.iter().map(PublicKey::algorithm))?;
-            Ok(OidcOutput { stdout: pretty(&document)?, warnings: issuer.warnings() })
+            Ok(Output { stdout: pretty(&document)?, warnings: issuer.warnings() })
         }
         OidcCommand::Publish(publish) => run_publish(publish),
     }
@@ -74,7 +69,7 @@ fn read_keys(paths: &[PathBuf]) -> Result<KeyFiles, OidcCommandError> {
     Ok(KeyFiles(files))
 }
 
-fn run_publish(args: &OidcPublishArgs) -> Result<OidcOutput, OidcCommandError> {
+fn run_publish(args: &OidcPublishArgs) -> Result<Output, OidcCommandError> {
     let issuer = Issuer::parse(&args.issuer)?;
     let mut warnings = issuer.warnings();
     let (discovery, jwks, key_files) = if args.from_cluster {
@@ -109,7 +104,7 @@ fn run_publish(args: &OidcPublishArgs) -> Result<OidcOutput, OidcCommandError> {
         .unwrap_or_default();
     let mut out = format!("wrote {}\nwrote {} ({})\n", shown(&discovery_file), shown(&jwks_file), kids.join(", "));
     out.push_str(&instructions(&issuer, &args.out, key_files.as_ref()));
-    Ok(OidcOutput { stdout: out, warnings })
+    Ok(Output { stdout: out, warnings })
 }
 
 /// The three steps after publishing: upload, API-server flags, IAM provider.

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Output;
 use crate::cli::{TrustPolicyArgs, TrustPolicyCheckArgs, TrustPolicyOutput};
 use crate::doctor::Finding;
 use crate::iam::{self, PolicyError, RolePolicy, MAX_POLICY_BYTES};
@@ -27,13 +28,7 @@ pub enum TrustPolicyCommandError {
     Missing(&'static str),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct TrustPolicyOutputText {
-    pub stdout: String,
-    pub warnings: Vec<String>,
-}
-
-pub fn run(args: &TrustPolicyArgs) -> Result<TrustPolicyOutputText, TrustPolicyCommandError> {
+pub fn run(args: &TrustPolicyArgs) -> Result<Output, TrustPolicyCommandError> {
     // clap requires both without a subcommand; the check keeps a missing one an error rather than a panic.
     let issuer = args.issuer.as_deref().ok_or(TrustPolicyCommandError::Missing("--issuer"))?;
     let account = args.account.as_deref().ok_or(TrustPolicyCommandError::Missing("--account"))?;
@@ -50,7 +45,7 @@ pub fn run(args: &TrustPolicyArgs) -> Result<TrustPolicyOutputText, TrustPolicyC
         }
         TrustPolicyOutput::Terraform => request.terraform(args.role_name.as_deref())?,
     };
-    Ok(TrustPolicyOutputText { stdout, warnings: request.issuer.warnings() })
+    Ok(Output { stdout, warnings: request.issuer.warnings() })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod cli;
 pub mod commands;
+pub mod const_duration;
 pub mod container_credentials;
 pub mod doctor;
 pub mod iam;

@@ -4,9 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::oidc::{Issuer, OidcError};
+use crate::settings::DEFAULT_TOKEN_AUDIENCE;
 use crate::shell;
 
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 pub const DEFAULT_PARTITION: &str = "aws";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -209,7 +209,7 @@ pub fn command_line(
         account.map_or_else(|| "<account>".to_owned(), shell::word),
         shell::word(service_account)
     );
-    if audience != DEFAULT_AUDIENCE {
+    if audience != DEFAULT_TOKEN_AUDIENCE {
         line.push_str(&format!(" --audience {}", shell::word(audience)));
     }
     if partition != DEFAULT_PARTITION {
@@ -311,7 +311,7 @@ mod tests {
 
     fn request(sas: &[&str]) -> TrustPolicyRequest {
         let sas: Vec<String> = sas.iter().map(|s| s.to_string()).collect();
-        TrustPolicyRequest::new("https://oidc.example.com/id/ABC", "111122223333", "aws", DEFAULT_AUDIENCE, &sas)
+        TrustPolicyRequest::new("https://oidc.example.com/id/ABC", "111122223333", "aws", DEFAULT_TOKEN_AUDIENCE, &sas)
             .unwrap()
     }
 
@@ -375,7 +375,7 @@ mod tests {
     fn command_lines() {
         let issuer = Issuer::parse("https://oidc.example.com/id/A").unwrap();
         assert_eq!(
-            command_line(&issuer, Some("111122223333"), "aws", DEFAULT_AUDIENCE, "team/app"),
+            command_line(&issuer, Some("111122223333"), "aws", DEFAULT_TOKEN_AUDIENCE, "team/app"),
             "irsa-webhook trust-policy --issuer https://oidc.example.com/id/A --account 111122223333 \
              --service-account team/app"
         );

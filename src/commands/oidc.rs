@@ -10,8 +10,8 @@ use super::Output;
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
 use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
+use crate::settings::DEFAULT_TOKEN_AUDIENCE;
 use crate::shell;
-use crate::trust_policy::DEFAULT_AUDIENCE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcCommandError {
@@ -154,13 +154,15 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
         ),
     }
     line("# --api-audiences: keep what the API server accepts today (without the flag: its first issuer). Do NOT add");
-    line(&format!("#   {DEFAULT_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it"));
+    line(&format!(
+        "#   {DEFAULT_TOKEN_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it"
+    ));
     line("#   would let a token meant for STS authenticate to the API server.");
     line("# Changing the issuer of a running cluster (1.22+): repeat --service-account-issuer, new one first, old one");
     line("#   second, so tokens already issued stay valid until they are rotated.");
     line("");
     line("# 3. Register the issuer with IAM (once per AWS account):");
-    line(&format!("aws iam create-open-id-connect-provider --url {issuer} --client-id-list {DEFAULT_AUDIENCE}"));
+    line(&format!("aws iam create-open-id-connect-provider --url {issuer} --client-id-list {DEFAULT_TOKEN_AUDIENCE}"));
     text
 }
 

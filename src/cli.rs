@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::server::tls_policy::{self, MinVersionFlag};
 use crate::server::{conn, http};
-use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, RoleArnComposer};
+use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, SettingsError};
 
 pub mod cert_mode;
 pub mod go_flags;
@@ -465,60 +465,10 @@ pub struct MutationArgs {
     pub inject: InjectMode,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("--compose-role-arn needs --aws-account-id (only serve reads it from EC2 instance metadata)")]
-    ComposeWithoutAccount,
-    #[error("--aws-account-id must be 12 digits, got {0:?}")]
-    BadAccount(String),
-    #[error("--default-fs-group must be a GID from 0 to 2147483647, got {0}")]
-    BadFsGroup(i64),
-    #[error("--token-mount-path and --container-credentials-token-mount-path must be absolute paths")]
-    RelativeMountPath,
-}
-
 impl MutationArgs {
+    /// The typed settings (see `impl TryFrom<&MutationArgs> for MutationSettings`).
     pub fn to_settings(&self) -> Result<MutationSettings, SettingsError> {
-        let region = Some(self.aws_default_region.trim().to_owned()).filter(|r| !r.is_empty());
-        let compose_role_arn = if self.compose_role_arn {
-            let account_id = self.aws_account_id.clone().ok_or(SettingsError::ComposeWithoutAccount)?;
-            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(SettingsError::BadAccount(account_id));
-            }
-            let partition = self
-                .aws_partition
-                .clone()
-                .unwrap_or_else(|| settings::partition_for_region(region.as_deref().unwrap_or_default()).to_owned());
-            Some(RoleArnComposer { partition, account_id })
-        } else {
-            None
-        };
-        if !(0..=crate::identity::MAX_GID).contains(&self.default_fs_group) {
-            return Err(SettingsError::BadFsGroup(self.default_fs_group));
-        }
-        if !self.token_mount_path.starts_with('/') || !self.container_credentials_token_mount_path.starts_with('/') {
-            return Err(SettingsError::RelativeMountPath);
-        }
-        Ok(MutationSettings {
-            annotation_prefix: self.annotation_prefix.trim_end_matches('/').to_owned(),
-            token_audience: self.token_audience.clone(),
-            token_mount_path: self.token_mount_path.clone(),
-            token_expiration: settings::clamp_token_expiration(self.token_expiration),
-            aws_default_region: region,
-            sts_regional_endpoint: self.sts_regional_endpoint,
-            container_credentials: ContainerCredentialsSettings {
-                audience: self.container_credentials_audience.clone(),
-                token_mount_path: self.container_credentials_token_mount_path.clone(),
-                token_volume_name: self.container_credentials_token_volume_name.clone(),
-                token_path: self.container_credentials_token_path.clone(),
-                full_uri: self.container_credentials_full_uri.clone(),
-            },
-            compose_role_arn,
-            fs_group_fix: self.fs_group_fix,
-            default_fs_group: self.default_fs_group,
-            inject_role_session_name: self.inject_role_session_name,
-            inject: self.inject,
-        })
+        MutationSettings::try_from(self)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
 use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::manifest::{self, ServiceAccountManifest};
 use crate::oidc::Issuer;
+use crate::settings::MutationSettings;
 
 use super::inputs::{self as input_files, InputError};
 use super::trust_policy::{read_policy, CheckError};
@@ -44,7 +45,7 @@ pub enum DoctorCommandError {
     #[error("{path}: {error}")]
     Manifest { path: String, error: manifest::ManifestError },
     #[error(transparent)]
-    Settings(#[from] crate::cli::SettingsError),
+    Settings(#[from] crate::settings::SettingsError),
     #[error("{source_name}: {error}")]
     Doctor { source_name: String, error: doctor::DoctorError },
     #[error(transparent)]
@@ -130,7 +131,7 @@ fn is_scan(args: &DoctorArgs) -> bool {
 }
 
 pub fn run(args: &DoctorArgs, mut stdin: impl Read) -> Result<Report, DoctorCommandError> {
-    let settings = args.mutation.to_settings()?;
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let container_credentials =
         input_files::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
     if let Some(issuer) = &args.issuer {
@@ -405,7 +406,7 @@ pub fn scan(args: &DoctorArgs) -> Result<scan::Report, DoctorCommandError> {
             "--role-policy, --issuer and --token-request are for one pod: doctor pod NAMESPACE/NAME".to_owned(),
         ));
     }
-    let settings = args.mutation.to_settings()?;
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let container_credentials =
         input_files::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
     runtime()?.block_on(async {

@@ -20,7 +20,7 @@ pub enum MutateCommandError {
     #[error("{0}")]
     Input(#[from] InputError),
     #[error("{0}")]
-    Settings(#[from] crate::cli::SettingsError),
+    Settings(#[from] crate::settings::SettingsError),
     #[error("{path}: not a valid Pod: {error}")]
     InvalidPod { path: String, error: crate::mutate::MutateError },
     #[error("cannot write the output: {0}")]
@@ -28,7 +28,7 @@ pub enum MutateCommandError {
 }
 
 pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<Output, MutateCommandError> {
-    let settings = args.mutation.to_settings()?;
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let (pod_name, pod) = inputs::read_pod(args.pod.as_deref(), stdin)?;
     let service_accounts = inputs::read_service_accounts(&args.service_accounts)?;
     let container_credentials =

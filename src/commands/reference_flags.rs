@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 
 use crate::cli::cert_mode::{self, CertMode, CertModeError};
-use crate::cli::{MutationArgs, ServeArgs, SettingsError};
+use crate::cli::{MutationArgs, ServeArgs};
 use crate::commands::serve::ServeError;
 use crate::imds::{self, ImdsError};
 use crate::server::tls_policy::{TlsPolicy, TlsPolicyError};
 use crate::server::ServerError;
-use crate::settings::{self, MutationSettings};
+use crate::settings::{self, MutationSettings, SettingsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -57,7 +57,7 @@ pub fn startup(args: &ServeArgs) -> Result<Startup, StartupError> {
 /// reference does.
 pub async fn mutation_settings(args: &MutationArgs, imds_endpoint: &str) -> Result<MutationSettings, StartupError> {
     if !args.compose_role_arn || args.aws_account_id.is_some() {
-        return Ok(args.to_settings()?);
+        return Ok(MutationSettings::try_from(args)?);
     }
     let identity = imds::instance_identity(imds_endpoint).await.map_err(StartupError::Imds)?;
     let partition =
@@ -66,7 +66,7 @@ pub async fn mutation_settings(args: &MutationArgs, imds_endpoint: &str) -> Resu
     let mut args = args.clone();
     args.aws_account_id = Some(identity.account_id);
     args.aws_partition = Some(partition);
-    Ok(args.to_settings()?)
+    Ok(MutationSettings::try_from(&args)?)
 }
 
 /// `--kube-api`: the API server URL, in place of the kubeconfig's (or the in-cluster config's) server.

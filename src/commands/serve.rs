@@ -24,7 +24,7 @@ const LEAF_DAYS: i64 = 365;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Settings(#[from] crate::cli::SettingsError),
+    Settings(#[from] crate::settings::SettingsError),
     #[error(transparent)]
     Startup(#[from] StartupError),
     #[error("{0}")]

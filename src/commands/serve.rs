@@ -53,6 +53,16 @@ pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
     kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
 }
 
+/// The one client of `serve`, made the first time something needs the cluster.
+async fn shared_client(client: &mut Option<kube::Client>, args: &ServeArgs) -> Result<kube::Client, ServeError> {
+    if let Some(client) = client {
+        return Ok(client.clone());
+    }
+    let created = kube_client(args).await?;
+    *client = Some(created.clone());
+    Ok(created)
+}
+
 /// Text or JSON lines on stderr through a bounded non-blocking writer (see `server::logging`).
 pub fn init_logging(format: LogFormat, level: &str) {
     logging::init(format == LogFormat::Json, level);
@@ -112,27 +122,29 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
         ));
     }
     // One client for the watch, the ConfigMap and the certificate Secret, created only when something needs it.
-    let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || startup.certificate.needs_cluster();
-    let client = if needs_cluster { Some(kube_client(args).await?) } else { None };
-    let primary: Arc<dyn ServiceAccountSource> = match (&args.service_accounts, &client) {
-        (Some(path), _) => {
+    let mut client = None;
+    let primary: Arc<dyn ServiceAccountSource> = match &args.service_accounts {
+        Some(path) => {
             let source = FileSource::load(path, &settings)?;
             tracing::info!(file = %path.display(), service_accounts = source.stats().cached, "serving ServiceAccounts from a file");
             Arc::new(source)
         }
-        (None, Some(client)) => {
+        None => {
             tracing::info!(grace = ?args.service_account_lookup_grace_period, "watching ServiceAccounts in all namespaces");
-            KubeSource::start(client.clone(), Arc::clone(&settings), args.service_account_lookup_grace_period)
+            KubeSource::start(
+                shared_client(&mut client, args).await?,
+                Arc::clone(&settings),
+                args.service_account_lookup_grace_period,
+            )
         }
-        (None, None) => return Err(ServeError::Kube("no client".into())),
     };
-    let source: Arc<dyn ServiceAccountSource> = match (&client, args.watch_config_map) {
-        (Some(client), true) => {
-            tracing::info!(namespace = %args.namespace, "also reading identities from ConfigMap pod-identity-webhook");
-            let config_map = ConfigMapSource::start(client.clone(), &args.namespace, Arc::clone(&settings));
-            Arc::new(LayeredSource::new(primary, config_map))
-        }
-        _ => primary,
+    let source: Arc<dyn ServiceAccountSource> = if args.watch_config_map {
+        tracing::info!(namespace = %args.namespace, "also reading identities from ConfigMap pod-identity-webhook");
+        let config_map =
+            ConfigMapSource::start(shared_client(&mut client, args).await?, &args.namespace, Arc::clone(&settings));
+        Arc::new(LayeredSource::new(primary, config_map))
+    } else {
+        primary
     };
     let container_credentials = match &args.mutation.watch_container_credentials_config {
         Some(path) => {
@@ -149,7 +161,7 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
             CertificateSource::Files { cert, key, reload_interval: args.tls_reload_interval }
         }
         CertMode::Secret { secret, webhook_config } => CertificateSource::Secret {
-            client: client.clone().ok_or_else(|| ServeError::Kube("no client".into()))?,
+            client: shared_client(&mut client, args).await?,
             config: SecretCertConfig {
                 namespace: args.namespace.clone(),
                 secret_name: secret,

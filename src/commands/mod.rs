@@ -10,6 +10,19 @@ pub mod reference_flags;
 pub mod serve;
 pub mod trust_policy;
 
+/// An error followed by its causes, `error: cause: cause`, as `main` prints every other command's (anyhow's
+/// `{:#}`): the commands that print their own errors (`doctor`, `trust-policy check`) use this.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What an offline command (`mutate`, `oidc`, `trust-policy`) produces: the result for stdout and the warnings for
 /// stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]

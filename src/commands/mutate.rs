@@ -17,14 +17,14 @@ use super::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MutateCommandError {
-    #[error("{0}")]
+    #[error(transparent)]
     Input(#[from] InputError),
-    #[error("{0}")]
+    #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
     #[error("{path}: not a valid Pod: {error}")]
     InvalidPod { path: String, error: crate::mutate::MutateError },
-    #[error("cannot write the output: {0}")]
-    Output(String),
+    #[error("cannot write the output")]
+    Output(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<Output, MutateCommandError> {
@@ -95,6 +95,6 @@ fn pretty_json(value: &Value) -> Result<String, MutateCommandError> {
     Ok(text)
 }
 
-fn output_error(e: impl std::fmt::Display) -> MutateCommandError {
-    MutateCommandError::Output(e.to_string())
+fn output_error(e: impl std::error::Error + Send + Sync + 'static) -> MutateCommandError {
+    MutateCommandError::Output(Box::new(e))
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Output;
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
-use crate::kube_client::{self, CLUSTER_TIMEOUT};
+use crate::kube_client::{self, KubeClientError, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
 use crate::settings::DEFAULT_TOKEN_AUDIENCE;
 use crate::shell;
@@ -23,12 +23,31 @@ pub enum OidcCommandError {
     Oidc(#[from] OidcError),
     #[error("cannot write {path}: {error}")]
     Write { path: String, error: std::io::Error },
-    #[error("cannot serialize {0}")]
-    Serialize(String),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("cannot read the OIDC documents from the API server: {0}")]
-    Cluster(String),
+    #[error("cannot serialize")]
+    Serialize(#[source] serde_json::Error),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot read the OIDC documents from the API server")]
+    Cluster(#[source] ClusterError),
+}
+
+/// Why `oidc publish --from-cluster` could not read the API server's documents; each on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{}", one_line(.0))]
+    Client(KubeClientError),
+    #[error("GET {path}: {}", one_line(.error))]
+    Request { path: &'static str, error: http::Error },
+    #[error("GET {path}: {}", one_line(.error))]
+    Get { path: &'static str, error: kube::Error },
+    #[error("GET {path}: the answer is not JSON: {}", one_line(.error))]
+    NotJson { path: &'static str, error: serde_json::Error },
+    #[error("no answer within {}s", CLUSTER_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+fn one_line(error: &impl std::fmt::Display) -> String {
+    error.to_string().replace('\n', " ")
 }
 
 pub fn run(args: &OidcArgs) -> Result<Output, OidcCommandError> {
@@ -169,26 +188,24 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
 fn fetch_cluster_documents(kubeconfig: Option<&Path>) -> Result<(Value, Value), OidcCommandError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(OidcCommandError::Runtime)?;
-    let cluster = |e: String| OidcCommandError::Cluster(e.replace('\n', " "));
     runtime.block_on(async {
         let fetch = async {
-            let client = kube_client::client(kubeconfig).await.map_err(|e| e.to_string())?;
+            let client = kube_client::client(kubeconfig).await.map_err(ClusterError::Client)?;
             let mut documents = Vec::new();
             for path in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
-                let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
-                let text = client.request_text(request).await.map_err(|e| format!("GET {path}: {e}"))?;
+                let request =
+                    http::Request::get(path).body(Vec::new()).map_err(|error| ClusterError::Request { path, error })?;
+                let text = client.request_text(request).await.map_err(|error| ClusterError::Get { path, error })?;
                 let value: Value =
-                    serde_json::from_str(&text).map_err(|e| format!("GET {path}: the answer is not JSON: {e}"))?;
+                    serde_json::from_str(&text).map_err(|error| ClusterError::NotJson { path, error })?;
                 documents.push(value);
             }
             let jwks = documents.pop().unwrap_or_default();
             let discovery = documents.pop().unwrap_or_default();
-            Ok::<_, String>((discovery, jwks))
+            Ok((discovery, jwks))
         };
-        match tokio::time::timeout(CLUSTER_TIMEOUT, fetch).await {
-            Ok(result) => result.map_err(cluster),
-            Err(_) => Err(cluster(format!("no answer within {}s", CLUSTER_TIMEOUT.as_secs()))),
-        }
+        let result = tokio::time::timeout(CLUSTER_TIMEOUT, fetch).await.unwrap_or(Err(ClusterError::Timeout));
+        result.map_err(OidcCommandError::Cluster)
     })
 }
 
@@ -201,11 +218,11 @@ fn write(path: &Path, text: &str) -> Result<(), OidcCommandError> {
 }
 
 fn to_value(value: &impl Serialize) -> Result<Value, OidcCommandError> {
-    serde_json::to_value(value).map_err(|e| OidcCommandError::Serialize(e.to_string()))
+    serde_json::to_value(value).map_err(OidcCommandError::Serialize)
 }
 
 fn pretty(value: &impl Serialize) -> Result<String, OidcCommandError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| OidcCommandError::Serialize(e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(OidcCommandError::Serialize)?;
     text.push('\n');
     Ok(text)
 }

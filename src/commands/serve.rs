@@ -8,6 +8,7 @@ use crate::cli::cert_mode::CertMode;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::commands::reference_flags::{self, StartupError};
 use crate::container_credentials::ContainerCredentialsConfig;
+use crate::kube_client::KubeClientError;
 use crate::server::cert_secret::SecretCertConfig;
 use crate::server::conn::ConnLimits;
 use crate::server::{self, certs, http::Limits, limits, logging, CertificateSource, ServerConfig};
@@ -37,20 +38,19 @@ pub enum ServeError {
     WatchedFile(#[from] crate::store::watched_file::WatchedFileError),
     #[error("--cert-renew-before ({0}) must be shorter than the serving certificate's lifetime ({1} days), or every resync would renew it")]
     RenewBeforeTooLong(String, i64),
-    #[error("Kubernetes client: {0}")]
-    Kube(String),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
+    #[error("Kubernetes client")]
+    Kube(#[from] KubeClientError),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
     #[error("--max-large-body-bytes-in-flight ({0}) must be at least --max-body-bytes ({1}), or the largest request could never be served")]
     BodyBudget(u64, u64),
 }
 
 /// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
 pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
-    let mut config =
-        crate::kube_client::config(args.kubeconfig.as_deref()).await.map_err(|e| ServeError::Kube(e.to_string()))?;
+    let mut config = crate::kube_client::config(args.kubeconfig.as_deref()).await?;
     reference_flags::override_api_url(&mut config, args.reference.kube_api.as_deref())?;
-    kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
+    Ok(kube::Client::try_from(config).map_err(KubeClientError::Client)?)
 }
 
 /// The one client of `serve`, made the first time something needs the cluster.

@@ -22,8 +22,8 @@ pub enum TrustPolicyCommandError {
     Policy(#[from] TrustPolicyError),
     #[error("--role-name only applies to -o terraform")]
     RoleNameWithJson,
-    #[error("cannot serialize the policy: {0}")]
-    Serialize(String),
+    #[error("cannot serialize the policy")]
+    Serialize(#[source] serde_json::Error),
     #[error("{0} is required")]
     Missing(&'static str),
 }
@@ -38,8 +38,8 @@ pub fn run(args: &TrustPolicyArgs) -> Result<Output, TrustPolicyCommandError> {
             if args.role_name.is_some() {
                 return Err(TrustPolicyCommandError::RoleNameWithJson);
             }
-            let mut text = serde_json::to_string_pretty(&request.policy())
-                .map_err(|e| TrustPolicyCommandError::Serialize(e.to_string()))?;
+            let mut text =
+                serde_json::to_string_pretty(&request.policy()).map_err(TrustPolicyCommandError::Serialize)?;
             text.push('\n');
             text
         }

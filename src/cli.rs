@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::server::tls_policy::{self, MinVersionFlag};
-use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, RoleArnComposer};
+use crate::server::{conn, http};
+use crate::settings::{self, ContainerCredentialsSettings, FsGroupFix, InjectMode, MutationSettings, SettingsError};
 
 pub mod cert_mode;
 pub mod go_flags;
@@ -124,7 +125,7 @@ pub struct TrustPolicyArgs {
     #[arg(long = "service-account", value_name = "NS/NAME", required = true)]
     pub service_accounts: Vec<String>,
     /// Token audience (the webhook's --token-audience).
-    #[arg(long, default_value = crate::trust_policy::DEFAULT_AUDIENCE)]
+    #[arg(long, default_value = settings::DEFAULT_TOKEN_AUDIENCE)]
     pub audience: String,
     /// AWS partition: aws, aws-cn, aws-us-gov, ...
     #[arg(long, default_value = crate::trust_policy::DEFAULT_PARTITION)]
@@ -159,7 +160,7 @@ pub struct TrustPolicyCheckArgs {
     pub service_account: String,
     /// The audience of the pod's token (the ServiceAccount's eks.amazonaws.com/audience, else the webhook's
     /// --token-audience).
-    #[arg(long, default_value = crate::trust_policy::DEFAULT_AUDIENCE)]
+    #[arg(long, default_value = settings::DEFAULT_TOKEN_AUDIENCE)]
     pub audience: String,
     /// The role the ServiceAccount names (eks.amazonaws.com/role-arn): compared with the role of get-role output,
     /// and gives the partition and account the provider must be in.
@@ -237,7 +238,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IRSA_SERVICE_ACCOUNTS", value_name = "FILE")]
     pub service_accounts: Option<PathBuf>,
     /// How long a pod whose ServiceAccount is not cached waits for the watch before a live API lookup.
-    #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = "100ms", value_parser = go_flags::parse_duration)]
+    #[arg(long, env = "IRSA_SERVICE_ACCOUNT_LOOKUP_GRACE_PERIOD", default_value = crate::store::kube::DEFAULT_GRACE_PERIOD_TEXT, value_parser = go_flags::parse_duration)]
     pub service_account_lookup_grace_period: Duration,
     /// Also read identities from ConfigMap pod-identity-webhook (key "config") in --namespace.
     #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_flags::parse_bool)]
@@ -262,21 +263,21 @@ pub struct ServeArgs {
     #[arg(long, env = "IRSA_SHUTDOWN_DELAY", default_value = "10s", value_parser = duration)]
     pub shutdown_delay: Duration,
     /// Largest accepted request body; the API server's own limit is 3 MiB.
-    #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    #[arg(long, env = "IRSA_MAX_BODY_BYTES", default_value_t = http::DEFAULT_MAX_BODY_BYTES, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub max_body_bytes: u64,
     /// Time limit for one request on /mutate: reading its body and reviewing it. Over it, the answer is 503.
-    #[arg(long, env = "IRSA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "IRSA_REQUEST_TIMEOUT", default_value = http::DEFAULT_REQUEST_TIMEOUT_TEXT, value_parser = duration)]
     pub request_timeout: Duration,
     /// Requests on /mutate served at once; more are answered 503 at once (load shedding).
-    #[arg(long, env = "IRSA_MAX_REQUESTS_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, env = "IRSA_MAX_REQUESTS_IN_FLIGHT", default_value_t = http::DEFAULT_MAX_REQUESTS_IN_FLIGHT, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_requests_in_flight: u64,
     /// Reviews with a body above this many bytes run on the blocking pool (so a slow one cannot hold up the async
     /// workers) and take their size from --max-large-body-bytes-in-flight first; smaller ones run inline.
-    #[arg(long, env = "IRSA_INLINE_REVIEW_MAX_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "IRSA_INLINE_REVIEW_MAX_BYTES", default_value_t = http::DEFAULT_INLINE_REVIEW_MAX_BYTES)]
     pub inline_review_max_bytes: u64,
     /// Memory budget for the bodies of large reviews in flight (above --inline-review-max-bytes); at least one
     /// --max-body-bytes. A large request waits for room within --request-timeout.
-    #[arg(long, env = "IRSA_MAX_LARGE_BODY_BYTES_IN_FLIGHT", default_value_t = 24 * 1024 * 1024)]
+    #[arg(long, env = "IRSA_MAX_LARGE_BODY_BYTES_IN_FLIGHT", default_value_t = http::DEFAULT_MAX_LARGE_BODY_BYTES_IN_FLIGHT)]
     pub max_large_body_bytes_in_flight: u64,
     /// Threads reviewing large bodies at once (default: the number of CPUs, at least 2).
     #[arg(long, env = "IRSA_REVIEW_THREADS", value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -289,27 +290,27 @@ pub struct ServeArgs {
     #[arg(long, env = "IRSA_METRICS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_max_connections: Option<u64>,
     /// Time limit for a TLS handshake.
-    #[arg(long, env = "IRSA_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "IRSA_TLS_HANDSHAKE_TIMEOUT", default_value = conn::DEFAULT_TLS_HANDSHAKE_TIMEOUT_TEXT, value_parser = duration)]
     pub tls_handshake_timeout: Duration,
     /// Time limit for a connection's first request to arrive (after the handshake), and for any HTTP/1 request
     /// head to be read from its first byte. Both ports.
-    #[arg(long, env = "IRSA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "IRSA_HEADER_READ_TIMEOUT", default_value = conn::DEFAULT_HEADER_READ_TIMEOUT_TEXT, value_parser = duration)]
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2, both ports). Longer
     /// than the API server's own idle timeout (90 s) so that the client, not us, closes idle connections and no
     /// request races a close.
-    #[arg(long, env = "IRSA_IDLE_TIMEOUT", default_value = "120s", value_parser = duration)]
+    #[arg(long, env = "IRSA_IDLE_TIMEOUT", default_value = conn::DEFAULT_IDLE_TIMEOUT_TEXT, value_parser = duration)]
     pub idle_timeout: Duration,
     /// Connections older than this (±10 %) are closed gracefully (`Connection: close`, HTTP/2 GOAWAY), so the API
     /// server's long-lived connections spread over new replicas.
-    #[arg(long, env = "IRSA_MAX_CONNECTION_AGE", default_value = "5m", value_parser = duration)]
+    #[arg(long, env = "IRSA_MAX_CONNECTION_AGE", default_value = conn::DEFAULT_MAX_CONNECTION_AGE_TEXT, value_parser = duration)]
     pub max_connection_age: Duration,
     /// HTTP/2: ping a connection this often; one whose ping is not answered within --http2-keepalive-timeout is
     /// closed.
-    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_INTERVAL", default_value = conn::DEFAULT_HTTP2_KEEPALIVE_INTERVAL_TEXT, value_parser = duration)]
     pub http2_keepalive_interval: Duration,
     /// HTTP/2: how long a ping may go unanswered.
-    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "IRSA_HTTP2_KEEPALIVE_TIMEOUT", default_value = conn::DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_TEXT, value_parser = duration)]
     pub http2_keepalive_timeout: Duration,
     #[command(flatten)]
     pub mutation: MutationArgs,
@@ -464,60 +465,10 @@ pub struct MutationArgs {
     pub inject: InjectMode,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("--compose-role-arn needs --aws-account-id (only serve reads it from EC2 instance metadata)")]
-    ComposeWithoutAccount,
-    #[error("--aws-account-id must be 12 digits, got {0:?}")]
-    BadAccount(String),
-    #[error("--default-fs-group must be a GID from 0 to 2147483647, got {0}")]
-    BadFsGroup(i64),
-    #[error("--token-mount-path and --container-credentials-token-mount-path must be absolute paths")]
-    RelativeMountPath,
-}
-
 impl MutationArgs {
+    /// The typed settings (see `impl TryFrom<&MutationArgs> for MutationSettings`).
     pub fn to_settings(&self) -> Result<MutationSettings, SettingsError> {
-        let region = Some(self.aws_default_region.trim().to_owned()).filter(|r| !r.is_empty());
-        let compose_role_arn = if self.compose_role_arn {
-            let account_id = self.aws_account_id.clone().ok_or(SettingsError::ComposeWithoutAccount)?;
-            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(SettingsError::BadAccount(account_id));
-            }
-            let partition = self
-                .aws_partition
-                .clone()
-                .unwrap_or_else(|| settings::partition_for_region(region.as_deref().unwrap_or_default()).to_owned());
-            Some(RoleArnComposer { partition, account_id })
-        } else {
-            None
-        };
-        if !(0..=crate::identity::MAX_GID).contains(&self.default_fs_group) {
-            return Err(SettingsError::BadFsGroup(self.default_fs_group));
-        }
-        if !self.token_mount_path.starts_with('/') || !self.container_credentials_token_mount_path.starts_with('/') {
-            return Err(SettingsError::RelativeMountPath);
-        }
-        Ok(MutationSettings {
-            annotation_prefix: self.annotation_prefix.trim_end_matches('/').to_owned(),
-            token_audience: self.token_audience.clone(),
-            token_mount_path: self.token_mount_path.clone(),
-            token_expiration: settings::clamp_token_expiration(self.token_expiration),
-            aws_default_region: region,
-            sts_regional_endpoint: self.sts_regional_endpoint,
-            container_credentials: ContainerCredentialsSettings {
-                audience: self.container_credentials_audience.clone(),
-                token_mount_path: self.container_credentials_token_mount_path.clone(),
-                token_volume_name: self.container_credentials_token_volume_name.clone(),
-                token_path: self.container_credentials_token_path.clone(),
-                full_uri: self.container_credentials_full_uri.clone(),
-            },
-            compose_role_arn,
-            fs_group_fix: self.fs_group_fix,
-            default_fs_group: self.default_fs_group,
-            inject_role_session_name: self.inject_role_session_name,
-            inject: self.inject,
-        })
+        MutationSettings::try_from(self)
     }
 }
 
@@ -538,6 +489,27 @@ mod tests {
     #[test]
     fn defaults_are_the_reference_defaults() {
         assert_eq!(parse(&[]).mutation.to_settings().unwrap(), MutationSettings::default());
+    }
+
+    #[test]
+    fn serve_defaults_are_the_servers_own() {
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(["irsa-webhook", "serve"]).map(|c| c.command) else {
+            panic!("serve does not parse without flags");
+        };
+        let (limits, connections) = (crate::server::http::Limits::default(), conn::ConnLimits::default());
+        assert_eq!(args.max_body_bytes as usize, limits.max_body_bytes);
+        assert_eq!(args.request_timeout, limits.request_timeout);
+        assert_eq!(args.max_requests_in_flight as usize, limits.max_requests_in_flight);
+        assert_eq!(args.inline_review_max_bytes as usize, limits.inline_review_max_bytes);
+        assert_eq!(args.max_large_body_bytes_in_flight as usize, limits.max_large_body_bytes_in_flight);
+        assert_eq!(args.tls_handshake_timeout, connections.tls_handshake_timeout);
+        assert_eq!(args.header_read_timeout, connections.header_read_timeout);
+        assert_eq!(args.idle_timeout, connections.idle_timeout);
+        assert_eq!(args.max_connection_age, connections.max_connection_age);
+        assert_eq!(args.http2_keepalive_interval, connections.http2_keepalive_interval);
+        assert_eq!(args.http2_keepalive_timeout, connections.http2_keepalive_timeout);
+        assert_eq!(args.service_account_lookup_grace_period, crate::store::kube::DEFAULT_GRACE_PERIOD);
+        assert_eq!(args.mutation.token_audience, crate::settings::DEFAULT_TOKEN_AUDIENCE);
     }
 
     #[test]

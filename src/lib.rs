@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod cli;
 pub mod commands;
+pub mod const_duration;
 pub mod container_credentials;
 pub mod doctor;
 pub mod iam;
@@ -18,6 +19,7 @@ pub mod mutate;
 pub mod oidc;
 pub mod server;
 pub mod settings;
+pub mod shell;
 pub mod store;
 pub mod trust_policy;
 pub mod x509;

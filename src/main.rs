@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
@@ -40,30 +39,18 @@ fn run(cli: Cli, log_level_given: bool) -> anyhow::Result<ExitCode> {
             commands::serve::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Mutate(args) => {
-            let output = commands::mutate::run(&args, std::io::stdin().lock())?;
-            emit(&output.stdout, &output.warnings)
-        }
-        Command::Oidc(args) => {
-            let output = commands::oidc::run(&args)?;
-            emit(&output.stdout, &output.warnings)
-        }
+        Command::Mutate(args) => emit(commands::mutate::run(&args, std::io::stdin().lock())?),
+        Command::Oidc(args) => emit(commands::oidc::run(&args)?),
         Command::TrustPolicy(args) => match &args.command {
             Some(TrustPolicyCommand::Check(check)) => Ok(commands::trust_policy::check_main(check)),
-            None => {
-                let output = commands::trust_policy::run(&args)?;
-                emit(&output.stdout, &output.warnings)
-            }
+            None => emit(commands::trust_policy::run(&args)?),
         },
         Command::Doctor(args) => Ok(commands::doctor::main(&args)),
     }
 }
 
 /// The offline commands' contract: warnings on stderr, the result on stdout, exit 0.
-fn emit(stdout: &str, warnings: &[String]) -> anyhow::Result<ExitCode> {
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
-    std::io::stdout().lock().write_all(stdout.as_bytes())?;
+fn emit(output: commands::Output) -> anyhow::Result<ExitCode> {
+    output.emit()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! The settings that shape a mutation. One type, shared by `serve` and `mutate`, so the two can never disagree.
 //! Defaults are the reference webhook's.
 
+use crate::cli::MutationArgs;
+
 /// Kubernetes rejects `expirationSeconds` below ten minutes.
 pub const MIN_TOKEN_EXPIRATION: i64 = 600;
 /// ... and at or above 2^32 seconds.
@@ -51,6 +53,67 @@ impl Default for MutationSettings {
             inject_role_session_name: false,
             inject: InjectMode::Full,
         }
+    }
+}
+
+/// Flag values that cannot make settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("--compose-role-arn needs --aws-account-id (only serve reads it from EC2 instance metadata)")]
+    ComposeWithoutAccount,
+    #[error("--aws-account-id must be 12 digits, got {0:?}")]
+    BadAccount(String),
+    #[error("--default-fs-group must be a GID from 0 to 2147483647, got {0}")]
+    BadFsGroup(i64),
+    #[error("--token-mount-path and --container-credentials-token-mount-path must be absolute paths")]
+    RelativeMountPath,
+}
+
+/// The flags, checked, into the settings: `serve`, `mutate` and `doctor` build them here and nowhere else.
+impl TryFrom<&MutationArgs> for MutationSettings {
+    type Error = SettingsError;
+
+    fn try_from(args: &MutationArgs) -> Result<Self, SettingsError> {
+        let region = Some(args.aws_default_region.trim().to_owned()).filter(|r| !r.is_empty());
+        let compose_role_arn = if args.compose_role_arn {
+            let account_id = args.aws_account_id.clone().ok_or(SettingsError::ComposeWithoutAccount)?;
+            if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(SettingsError::BadAccount(account_id));
+            }
+            let partition = args
+                .aws_partition
+                .clone()
+                .unwrap_or_else(|| partition_for_region(region.as_deref().unwrap_or_default()).to_owned());
+            Some(RoleArnComposer { partition, account_id })
+        } else {
+            None
+        };
+        if !(0..=crate::identity::MAX_GID).contains(&args.default_fs_group) {
+            return Err(SettingsError::BadFsGroup(args.default_fs_group));
+        }
+        if !args.token_mount_path.starts_with('/') || !args.container_credentials_token_mount_path.starts_with('/') {
+            return Err(SettingsError::RelativeMountPath);
+        }
+        Ok(Self {
+            annotation_prefix: args.annotation_prefix.trim_end_matches('/').to_owned(),
+            token_audience: args.token_audience.clone(),
+            token_mount_path: args.token_mount_path.clone(),
+            token_expiration: clamp_token_expiration(args.token_expiration),
+            aws_default_region: region,
+            sts_regional_endpoint: args.sts_regional_endpoint,
+            container_credentials: ContainerCredentialsSettings {
+                audience: args.container_credentials_audience.clone(),
+                token_mount_path: args.container_credentials_token_mount_path.clone(),
+                token_volume_name: args.container_credentials_token_volume_name.clone(),
+                token_path: args.container_credentials_token_path.clone(),
+                full_uri: args.container_credentials_full_uri.clone(),
+            },
+            compose_role_arn,
+            fs_group_fix: args.fs_group_fix,
+            default_fs_group: args.default_fs_group,
+            inject_role_session_name: args.inject_role_session_name,
+            inject: args.inject,
+        })
     }
 }
 

@@ -4,8 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::oidc::{Issuer, OidcError};
+use crate::settings::DEFAULT_TOKEN_AUDIENCE;
+use crate::shell;
 
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 pub const DEFAULT_PARTITION: &str = "aws";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -204,28 +205,17 @@ pub fn command_line(
 ) -> String {
     let mut line = format!(
         "irsa-webhook trust-policy --issuer {} --account {} --service-account {}",
-        shell_word(issuer.as_str()),
-        account.map_or_else(|| "<account>".to_owned(), shell_word),
-        shell_word(service_account)
+        shell::word(issuer.as_str()),
+        account.map_or_else(|| "<account>".to_owned(), shell::word),
+        shell::word(service_account)
     );
-    if audience != DEFAULT_AUDIENCE {
-        line.push_str(&format!(" --audience {}", shell_word(audience)));
+    if audience != DEFAULT_TOKEN_AUDIENCE {
+        line.push_str(&format!(" --audience {}", shell::word(audience)));
     }
     if partition != DEFAULT_PARTITION {
-        line.push_str(&format!(" --partition {}", shell_word(partition)));
+        line.push_str(&format!(" --partition {}", shell::word(partition)));
     }
     line
-}
-
-/// A word a POSIX shell reads back unchanged: the one quoting of every command this tool prints (`trust-policy`,
-/// `doctor`). Left bare when every character is one the shell never splits or expands.
-pub fn shell_word(value: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !value.is_empty() && value.chars().all(safe) {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
 }
 
 /// Terraform resource names: letters, digits, `_` and `-`, not starting with a digit; snake_case by convention.
@@ -321,7 +311,7 @@ mod tests {
 
     fn request(sas: &[&str]) -> TrustPolicyRequest {
         let sas: Vec<String> = sas.iter().map(|s| s.to_string()).collect();
-        TrustPolicyRequest::new("https://oidc.example.com/id/ABC", "111122223333", "aws", DEFAULT_AUDIENCE, &sas)
+        TrustPolicyRequest::new("https://oidc.example.com/id/ABC", "111122223333", "aws", DEFAULT_TOKEN_AUDIENCE, &sas)
             .unwrap()
     }
 
@@ -385,7 +375,7 @@ mod tests {
     fn command_lines() {
         let issuer = Issuer::parse("https://oidc.example.com/id/A").unwrap();
         assert_eq!(
-            command_line(&issuer, Some("111122223333"), "aws", DEFAULT_AUDIENCE, "team/app"),
+            command_line(&issuer, Some("111122223333"), "aws", DEFAULT_TOKEN_AUDIENCE, "team/app"),
             "irsa-webhook trust-policy --issuer https://oidc.example.com/id/A --account 111122223333 \
              --service-account team/app"
         );

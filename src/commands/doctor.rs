@@ -26,6 +26,7 @@ use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
 use crate::kube_client::{self, CLUSTER_TIMEOUT};
 use crate::manifest::{self, ServiceAccountManifest};
 use crate::oidc::Issuer;
+use crate::settings::MutationSettings;
 
 use super::inputs::{self as input_files, InputError};
 use super::trust_policy::{read_policy, CheckError};
@@ -44,25 +45,25 @@ pub enum DoctorCommandError {
     #[error("{path}: {error}")]
     Manifest { path: String, error: manifest::ManifestError },
     #[error(transparent)]
-    Settings(#[from] crate::cli::SettingsError),
+    Settings(#[from] crate::settings::SettingsError),
     #[error("{source_name}: {error}")]
     Doctor { source_name: String, error: doctor::DoctorError },
     #[error(transparent)]
     Policy(#[from] CheckError),
-    #[error("--issuer: {0}")]
+    #[error("--issuer")]
     Issuer(#[source] crate::oidc::OidcError),
-    #[error("cannot start the async runtime: {0}")]
+    #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("cannot connect to the cluster: {0}")]
-    Connect(String),
+    #[error("cannot connect to the cluster")]
+    Connect(#[source] kube_client::KubeClientError),
     #[error("pod {0} not found")]
     PodNotFound(String),
     #[error("GET {path}: {error}")]
     Api { path: String, error: String },
     #[error("no answer from the API server within {} s", CLUSTER_TIMEOUT.as_secs())]
     Timeout,
-    #[error("cannot write the output: {0}")]
-    Output(String),
+    #[error("cannot write the output")]
+    Output(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The findings for the pod, and which pod that was (for the summary on stderr).
@@ -82,9 +83,9 @@ pub fn main(args: &DoctorArgs) -> ExitCode {
     }
 }
 
-/// Bad usage or unreadable input: the message on stderr, exit status 2.
-pub fn fail(command: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{command}: {error}");
+/// Bad usage or unreadable input: the message and its causes on stderr, exit status 2.
+pub fn fail(command: &str, error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("{command}: {}", super::with_causes(error));
     ExitCode::from(2)
 }
 
@@ -108,7 +109,7 @@ pub fn finish(command: &str, subject: &str, findings: &[Finding], output: Doctor
 }
 
 fn write_stdout(text: &str) -> Result<(), DoctorCommandError> {
-    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| DoctorCommandError::Output(e.to_string()))
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| DoctorCommandError::Output(Box::new(e)))
 }
 
 pub fn render(findings: &[Finding], output: DoctorOutput) -> Result<String, DoctorCommandError> {
@@ -119,7 +120,7 @@ pub fn render(findings: &[Finding], output: DoctorOutput) -> Result<String, Doct
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String, DoctorCommandError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| DoctorCommandError::Output(e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| DoctorCommandError::Output(Box::new(e)))?;
     text.push('\n');
     Ok(text)
 }
@@ -130,7 +131,7 @@ fn is_scan(args: &DoctorArgs) -> bool {
 }
 
 pub fn run(args: &DoctorArgs, mut stdin: impl Read) -> Result<Report, DoctorCommandError> {
-    let settings = args.mutation.to_settings()?;
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let container_credentials =
         input_files::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
     if let Some(issuer) = &args.issuer {
@@ -345,7 +346,7 @@ fn with_kind(mut object: Value, kind: &str) -> Value {
 }
 
 async fn client(args: &DoctorArgs) -> Result<kube::Client, DoctorCommandError> {
-    kube_client::client(args.kubeconfig.as_deref()).await.map_err(|e| DoctorCommandError::Connect(e.to_string()))
+    kube_client::client(args.kubeconfig.as_deref()).await.map_err(DoctorCommandError::Connect)
 }
 
 /// GET a path as raw JSON; `None` on 404, an error otherwise.
@@ -405,7 +406,7 @@ pub fn scan(args: &DoctorArgs) -> Result<scan::Report, DoctorCommandError> {
             "--role-policy, --issuer and --token-request are for one pod: doctor pod NAMESPACE/NAME".to_owned(),
         ));
     }
-    let settings = args.mutation.to_settings()?;
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let container_credentials =
         input_files::read_container_credentials(args.mutation.watch_container_credentials_config.as_deref())?;
     runtime()?.block_on(async {

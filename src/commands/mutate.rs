@@ -13,27 +13,22 @@ use crate::mutate::{mutate_value, MutateError, ValueMutation};
 use crate::settings::MutationSettings;
 
 use super::inputs::{self, InputError};
+use super::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MutateCommandError {
-    #[error("{0}")]
+    #[error(transparent)]
     Input(#[from] InputError),
-    #[error("{0}")]
-    Settings(#[from] crate::cli::SettingsError),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
     #[error("{path}: not a valid Pod: {error}")]
     InvalidPod { path: String, error: crate::mutate::MutateError },
-    #[error("cannot write the output: {0}")]
-    Output(String),
+    #[error("cannot write the output")]
+    Output(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct MutateCommandOutput {
-    pub stdout: String,
-    pub warnings: Vec<String>,
-}
-
-pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, MutateCommandError> {
-    let settings = args.mutation.to_settings()?;
+pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<Output, MutateCommandError> {
+    let settings = MutationSettings::try_from(&args.mutation)?;
     let (pod_name, pod) = inputs::read_pod(args.pod.as_deref(), stdin)?;
     let service_accounts = inputs::read_service_accounts(&args.service_accounts)?;
     let container_credentials =
@@ -55,7 +50,7 @@ pub fn run(args: &MutateArgs, stdin: impl Read) -> Result<MutateCommandOutput, M
             }
         }
     };
-    Ok(MutateCommandOutput { stdout, warnings })
+    Ok(Output { stdout, warnings })
 }
 
 /// The offline lookup: the pod's ServiceAccount from a map instead of the API. Pure; the fixture suite uses it too.
@@ -100,6 +95,6 @@ fn pretty_json(value: &Value) -> Result<String, MutateCommandError> {
     Ok(text)
 }
 
-fn output_error(e: impl std::fmt::Display) -> MutateCommandError {
-    MutateCommandError::Output(e.to_string())
+fn output_error(e: impl std::error::Error + Send + Sync + 'static) -> MutateCommandError {
+    MutateCommandError::Output(Box::new(e))
 }

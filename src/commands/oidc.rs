@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Output;
 use crate::cli::{OidcArgs, OidcCommand, OidcPublishArgs};
-use crate::kube_client::{self, CLUSTER_TIMEOUT};
+use crate::kube_client::{self, KubeClientError, CLUSTER_TIMEOUT};
 use crate::oidc::{self, Issuer, OidcError, PublicKey, DISCOVERY_PATH, JWKS_PATH};
-use crate::trust_policy::DEFAULT_AUDIENCE;
+use crate::settings::DEFAULT_TOKEN_AUDIENCE;
+use crate::shell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcCommandError {
@@ -21,32 +23,45 @@ pub enum OidcCommandError {
     Oidc(#[from] OidcError),
     #[error("cannot write {path}: {error}")]
     Write { path: String, error: std::io::Error },
-    #[error("cannot serialize {0}")]
-    Serialize(String),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("cannot read the OIDC documents from the API server: {0}")]
-    Cluster(String),
+    #[error("cannot serialize")]
+    Serialize(#[source] serde_json::Error),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot read the OIDC documents from the API server")]
+    Cluster(#[source] ClusterError),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct OidcOutput {
-    pub stdout: String,
-    pub warnings: Vec<String>,
+/// Why `oidc publish --from-cluster` could not read the API server's documents; each on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{}", one_line(.0))]
+    Client(KubeClientError),
+    #[error("GET {path}: {}", one_line(.error))]
+    Request { path: &'static str, error: http::Error },
+    #[error("GET {path}: {}", one_line(.error))]
+    Get { path: &'static str, error: kube::Error },
+    #[error("GET {path}: the answer is not JSON: {}", one_line(.error))]
+    NotJson { path: &'static str, error: serde_json::Error },
+    #[error("no answer within {}s", CLUSTER_TIMEOUT.as_secs())]
+    Timeout,
 }
 
-pub fn run(args: &OidcArgs) -> Result<OidcOutput, OidcCommandError> {
+fn one_line(error: &impl std::fmt::Display) -> String {
+    error.to_string().replace('\n', " ")
+}
+
+pub fn run(args: &OidcArgs) -> Result<Output, OidcCommandError> {
     match &args.command {
         OidcCommand::Jwks(jwks) => {
             let keys = read_keys(&jwks.keys)?;
-            Ok(OidcOutput { stdout: pretty(&oidc::jwks(&keys.all()))?, warnings: Vec::new() })
+            Ok(Output { stdout: pretty(&oidc::jwks(&keys.all()))?, warnings: Vec::new() })
         }
         OidcCommand::Discovery(discovery) => {
             let issuer = Issuer::parse(&discovery.issuer)?;
             let keys = read_keys(&discovery.keys)?.all();
             let document =
                 oidc::discovery(&issuer, discovery.jwks_uri.as_deref(), keys.iter().map(PublicKey::algorithm))?;
-            Ok(OidcOutput { stdout: pretty(&document)?, warnings: issuer.warnings() })
+            Ok(Output { stdout: pretty(&document)?, warnings: issuer.warnings() })
         }
         OidcCommand::Publish(publish) => run_publish(publish),
     }
@@ -73,7 +88,7 @@ fn read_keys(paths: &[PathBuf]) -> Result<KeyFiles, OidcCommandError> {
     Ok(KeyFiles(files))
 }
 
-fn run_publish(args: &OidcPublishArgs) -> Result<OidcOutput, OidcCommandError> {
+fn run_publish(args: &OidcPublishArgs) -> Result<Output, OidcCommandError> {
     let issuer = Issuer::parse(&args.issuer)?;
     let mut warnings = issuer.warnings();
     let (discovery, jwks, key_files) = if args.from_cluster {
@@ -108,7 +123,7 @@ fn run_publish(args: &OidcPublishArgs) -> Result<OidcOutput, OidcCommandError> {
         .unwrap_or_default();
     let mut out = format!("wrote {}\nwrote {} ({})\n", shown(&discovery_file), shown(&jwks_file), kids.join(", "));
     out.push_str(&instructions(&issuer, &args.out, key_files.as_ref()));
-    Ok(OidcOutput { stdout: out, warnings })
+    Ok(Output { stdout: out, warnings })
 }
 
 /// The three steps after publishing: upload, API-server flags, IAM provider.
@@ -130,7 +145,7 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
     line(&format!("#      {}", issuer.default_jwks_uri()));
     line(&format!(
         "aws s3 cp --recursive {} {destination} --content-type application/json",
-        shell_quote(&shown(out_dir))
+        shell::word(&shown(out_dir))
     ));
     if issuer.s3_location().is_none() {
         line("#    (or copy the directory to the web root behind the issuer URL; serve both as application/json)");
@@ -144,13 +159,13 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
     match key_files {
         Some(files) => {
             for (path, _, _) in &files.0 {
-                line(&format!("--service-account-key-file={}", shell_quote(&shown(path))));
+                line(&format!("--service-account-key-file={}", shell::word(&shown(path))));
             }
             let signing = files.0.iter().find(|(_, _, private)| *private).map(|(path, _, _)| shown(path));
             line(&format!(
                 "--service-account-signing-key-file={}",
                 signing
-                    .map_or_else(|| "<PRIVATE KEY FILE whose public key is published>".to_owned(), |p| shell_quote(&p))
+                    .map_or_else(|| "<PRIVATE KEY FILE whose public key is published>".to_owned(), |p| shell::word(&p))
             ));
         }
         None => line(
@@ -158,39 +173,39 @@ fn instructions(issuer: &Issuer, out_dir: &Path, key_files: Option<&KeyFiles>) -
         ),
     }
     line("# --api-audiences: keep what the API server accepts today (without the flag: its first issuer). Do NOT add");
-    line(&format!("#   {DEFAULT_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it"));
+    line(&format!(
+        "#   {DEFAULT_TOKEN_AUDIENCE}: the webhook's tokens ask for that audience themselves, and adding it"
+    ));
     line("#   would let a token meant for STS authenticate to the API server.");
     line("# Changing the issuer of a running cluster (1.22+): repeat --service-account-issuer, new one first, old one");
     line("#   second, so tokens already issued stay valid until they are rotated.");
     line("");
     line("# 3. Register the issuer with IAM (once per AWS account):");
-    line(&format!("aws iam create-open-id-connect-provider --url {issuer} --client-id-list {DEFAULT_AUDIENCE}"));
+    line(&format!("aws iam create-open-id-connect-provider --url {issuer} --client-id-list {DEFAULT_TOKEN_AUDIENCE}"));
     text
 }
 
 fn fetch_cluster_documents(kubeconfig: Option<&Path>) -> Result<(Value, Value), OidcCommandError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(OidcCommandError::Runtime)?;
-    let cluster = |e: String| OidcCommandError::Cluster(e.replace('\n', " "));
     runtime.block_on(async {
         let fetch = async {
-            let client = kube_client::client(kubeconfig).await.map_err(|e| e.to_string())?;
+            let client = kube_client::client(kubeconfig).await.map_err(ClusterError::Client)?;
             let mut documents = Vec::new();
             for path in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
-                let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
-                let text = client.request_text(request).await.map_err(|e| format!("GET {path}: {e}"))?;
+                let request =
+                    http::Request::get(path).body(Vec::new()).map_err(|error| ClusterError::Request { path, error })?;
+                let text = client.request_text(request).await.map_err(|error| ClusterError::Get { path, error })?;
                 let value: Value =
-                    serde_json::from_str(&text).map_err(|e| format!("GET {path}: the answer is not JSON: {e}"))?;
+                    serde_json::from_str(&text).map_err(|error| ClusterError::NotJson { path, error })?;
                 documents.push(value);
             }
             let jwks = documents.pop().unwrap_or_default();
             let discovery = documents.pop().unwrap_or_default();
-            Ok::<_, String>((discovery, jwks))
+            Ok((discovery, jwks))
         };
-        match tokio::time::timeout(CLUSTER_TIMEOUT, fetch).await {
-            Ok(result) => result.map_err(cluster),
-            Err(_) => Err(cluster(format!("no answer within {}s", CLUSTER_TIMEOUT.as_secs()))),
-        }
+        let result = tokio::time::timeout(CLUSTER_TIMEOUT, fetch).await.unwrap_or(Err(ClusterError::Timeout));
+        result.map_err(OidcCommandError::Cluster)
     })
 }
 
@@ -203,24 +218,15 @@ fn write(path: &Path, text: &str) -> Result<(), OidcCommandError> {
 }
 
 fn to_value(value: &impl Serialize) -> Result<Value, OidcCommandError> {
-    serde_json::to_value(value).map_err(|e| OidcCommandError::Serialize(e.to_string()))
+    serde_json::to_value(value).map_err(OidcCommandError::Serialize)
 }
 
 fn pretty(value: &impl Serialize) -> Result<String, OidcCommandError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| OidcCommandError::Serialize(e.to_string()))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(OidcCommandError::Serialize)?;
     text.push('\n');
     Ok(text)
 }
 
 fn shown(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// Paths go into commands the user pastes; quote them only when the shell would split or expand them.
-fn shell_quote(text: &str) -> String {
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@+,".contains(c)) {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }

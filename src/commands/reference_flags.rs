@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 
 use crate::cli::cert_mode::{self, CertMode, CertModeError};
-use crate::cli::{MutationArgs, ServeArgs, SettingsError};
+use crate::cli::{MutationArgs, ServeArgs};
 use crate::commands::serve::ServeError;
 use crate::imds::{self, ImdsError};
 use crate::server::tls_policy::{TlsPolicy, TlsPolicyError};
 use crate::server::ServerError;
-use crate::settings::{self, MutationSettings};
+use crate::settings::{self, MutationSettings, SettingsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -19,12 +19,16 @@ pub enum StartupError {
     CertMode(#[from] CertModeError),
     #[error(transparent)]
     Tls(#[from] TlsPolicyError),
-    #[error("--compose-role-arn without --aws-account-id reads the account from EC2 instance metadata: {0}")]
+    #[error("--compose-role-arn without --aws-account-id reads the account from EC2 instance metadata")]
     Imds(#[source] ImdsError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    #[error("--kube-api {url}: {error}")]
-    KubeApi { url: String, error: String },
+    #[error("--kube-api {url}")]
+    KubeApi {
+        url: String,
+        #[source]
+        error: http::uri::InvalidUri,
+    },
 }
 
 /// What the flags decided.
@@ -57,7 +61,7 @@ pub fn startup(args: &ServeArgs) -> Result<Startup, StartupError> {
 /// reference does.
 pub async fn mutation_settings(args: &MutationArgs, imds_endpoint: &str) -> Result<MutationSettings, StartupError> {
     if !args.compose_role_arn || args.aws_account_id.is_some() {
-        return Ok(args.to_settings()?);
+        return Ok(MutationSettings::try_from(args)?);
     }
     let identity = imds::instance_identity(imds_endpoint).await.map_err(StartupError::Imds)?;
     let partition =
@@ -66,15 +70,13 @@ pub async fn mutation_settings(args: &MutationArgs, imds_endpoint: &str) -> Resu
     let mut args = args.clone();
     args.aws_account_id = Some(identity.account_id);
     args.aws_partition = Some(partition);
-    Ok(args.to_settings()?)
+    Ok(MutationSettings::try_from(&args)?)
 }
 
 /// `--kube-api`: the API server URL, in place of the kubeconfig's (or the in-cluster config's) server.
 pub fn override_api_url(config: &mut kube::Config, kube_api: Option<&str>) -> Result<(), StartupError> {
     if let Some(url) = kube_api {
-        config.cluster_url = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| StartupError::KubeApi { url: url.to_owned(), error: e.to_string() })?;
+        config.cluster_url = url.parse().map_err(|error| StartupError::KubeApi { url: url.to_owned(), error })?;
     }
     Ok(())
 }
@@ -173,7 +175,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let endpoint = format!("http://127.0.0.1:{port}");
         let args = serve(&["--compose-role-arn"]).mutation;
-        let error = mutation_settings(&args, &endpoint).await.unwrap_err().to_string();
+        let error = crate::commands::with_causes(&mutation_settings(&args, &endpoint).await.unwrap_err());
         assert!(error.contains("EC2 instance metadata") && error.contains(&endpoint), "{error}");
         // With the account given, metadata is not asked.
         let args = serve(&["--compose-role-arn", "--aws-account-id=111122223333"]).mutation;

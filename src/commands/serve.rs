@@ -8,6 +8,7 @@ use crate::cli::cert_mode::CertMode;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::commands::reference_flags::{self, StartupError};
 use crate::container_credentials::ContainerCredentialsConfig;
+use crate::kube_client::KubeClientError;
 use crate::server::cert_secret::SecretCertConfig;
 use crate::server::conn::ConnLimits;
 use crate::server::{self, certs, http::Limits, limits, logging, CertificateSource, ServerConfig};
@@ -24,7 +25,7 @@ const LEAF_DAYS: i64 = 365;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Settings(#[from] crate::cli::SettingsError),
+    Settings(#[from] crate::settings::SettingsError),
     #[error(transparent)]
     Startup(#[from] StartupError),
     #[error("{0}")]
@@ -37,20 +38,29 @@ pub enum ServeError {
     WatchedFile(#[from] crate::store::watched_file::WatchedFileError),
     #[error("--cert-renew-before ({0}) must be shorter than the serving certificate's lifetime ({1} days), or every resync would renew it")]
     RenewBeforeTooLong(String, i64),
-    #[error("Kubernetes client: {0}")]
-    Kube(String),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
+    #[error("Kubernetes client")]
+    Kube(#[from] KubeClientError),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
     #[error("--max-large-body-bytes-in-flight ({0}) must be at least --max-body-bytes ({1}), or the largest request could never be served")]
     BodyBudget(u64, u64),
 }
 
 /// A client from --kubeconfig, else the in-cluster config, else $KUBECONFIG / ~/.kube/config.
 pub async fn kube_client(args: &ServeArgs) -> Result<kube::Client, ServeError> {
-    let mut config =
-        crate::kube_client::config(args.kubeconfig.as_deref()).await.map_err(|e| ServeError::Kube(e.to_string()))?;
+    let mut config = crate::kube_client::config(args.kubeconfig.as_deref()).await?;
     reference_flags::override_api_url(&mut config, args.reference.kube_api.as_deref())?;
-    kube::Client::try_from(config).map_err(|e| ServeError::Kube(e.to_string()))
+    Ok(kube::Client::try_from(config).map_err(KubeClientError::Client)?)
+}
+
+/// The one client of `serve`, made the first time something needs the cluster.
+async fn shared_client(client: &mut Option<kube::Client>, args: &ServeArgs) -> Result<kube::Client, ServeError> {
+    if let Some(client) = client {
+        return Ok(client.clone());
+    }
+    let created = kube_client(args).await?;
+    *client = Some(created.clone());
+    Ok(created)
 }
 
 /// Text or JSON lines on stderr through a bounded non-blocking writer (see `server::logging`).
@@ -112,27 +122,29 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
         ));
     }
     // One client for the watch, the ConfigMap and the certificate Secret, created only when something needs it.
-    let needs_cluster = args.service_accounts.is_none() || args.watch_config_map || startup.certificate.needs_cluster();
-    let client = if needs_cluster { Some(kube_client(args).await?) } else { None };
-    let primary: Arc<dyn ServiceAccountSource> = match (&args.service_accounts, &client) {
-        (Some(path), _) => {
+    let mut client = None;
+    let primary: Arc<dyn ServiceAccountSource> = match &args.service_accounts {
+        Some(path) => {
             let source = FileSource::load(path, &settings)?;
             tracing::info!(file = %path.display(), service_accounts = source.stats().cached, "serving ServiceAccounts from a file");
             Arc::new(source)
         }
-        (None, Some(client)) => {
+        None => {
             tracing::info!(grace = ?args.service_account_lookup_grace_period, "watching ServiceAccounts in all namespaces");
-            KubeSource::start(client.clone(), Arc::clone(&settings), args.service_account_lookup_grace_period)
+            KubeSource::start(
+                shared_client(&mut client, args).await?,
+                Arc::clone(&settings),
+                args.service_account_lookup_grace_period,
+            )
         }
-        (None, None) => return Err(ServeError::Kube("no client".into())),
     };
-    let source: Arc<dyn ServiceAccountSource> = match (&client, args.watch_config_map) {
-        (Some(client), true) => {
-            tracing::info!(namespace = %args.namespace, "also reading identities from ConfigMap pod-identity-webhook");
-            let config_map = ConfigMapSource::start(client.clone(), &args.namespace, Arc::clone(&settings));
-            Arc::new(LayeredSource::new(primary, config_map))
-        }
-        _ => primary,
+    let source: Arc<dyn ServiceAccountSource> = if args.watch_config_map {
+        tracing::info!(namespace = %args.namespace, "also reading identities from ConfigMap pod-identity-webhook");
+        let config_map =
+            ConfigMapSource::start(shared_client(&mut client, args).await?, &args.namespace, Arc::clone(&settings));
+        Arc::new(LayeredSource::new(primary, config_map))
+    } else {
+        primary
     };
     let container_credentials = match &args.mutation.watch_container_credentials_config {
         Some(path) => {
@@ -149,7 +161,7 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
             CertificateSource::Files { cert, key, reload_interval: args.tls_reload_interval }
         }
         CertMode::Secret { secret, webhook_config } => CertificateSource::Secret {
-            client: client.clone().ok_or_else(|| ServeError::Kube("no client".into()))?,
+            client: shared_client(&mut client, args).await?,
             config: SecretCertConfig {
                 namespace: args.namespace.clone(),
                 secret_name: secret,

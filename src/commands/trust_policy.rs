@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::Output;
 use crate::cli::{TrustPolicyArgs, TrustPolicyCheckArgs, TrustPolicyOutput};
 use crate::doctor::Finding;
 use crate::iam::{self, PolicyError, RolePolicy, MAX_POLICY_BYTES};
@@ -21,19 +22,13 @@ pub enum TrustPolicyCommandError {
     Policy(#[from] TrustPolicyError),
     #[error("--role-name only applies to -o terraform")]
     RoleNameWithJson,
-    #[error("cannot serialize the policy: {0}")]
-    Serialize(String),
+    #[error("cannot serialize the policy")]
+    Serialize(#[source] serde_json::Error),
     #[error("{0} is required")]
     Missing(&'static str),
 }
 
-/// What the command produces: the text for stdout and the warnings for stderr.
-pub struct TrustPolicyOutputText {
-    pub stdout: String,
-    pub warnings: Vec<String>,
-}
-
-pub fn run(args: &TrustPolicyArgs) -> Result<TrustPolicyOutputText, TrustPolicyCommandError> {
+pub fn run(args: &TrustPolicyArgs) -> Result<Output, TrustPolicyCommandError> {
     // clap requires both without a subcommand; the check keeps a missing one an error rather than a panic.
     let issuer = args.issuer.as_deref().ok_or(TrustPolicyCommandError::Missing("--issuer"))?;
     let account = args.account.as_deref().ok_or(TrustPolicyCommandError::Missing("--account"))?;
@@ -43,14 +38,14 @@ pub fn run(args: &TrustPolicyArgs) -> Result<TrustPolicyOutputText, TrustPolicyC
             if args.role_name.is_some() {
                 return Err(TrustPolicyCommandError::RoleNameWithJson);
             }
-            let mut text = serde_json::to_string_pretty(&request.policy())
-                .map_err(|e| TrustPolicyCommandError::Serialize(e.to_string()))?;
+            let mut text =
+                serde_json::to_string_pretty(&request.policy()).map_err(TrustPolicyCommandError::Serialize)?;
             text.push('\n');
             text
         }
         TrustPolicyOutput::Terraform => request.terraform(args.role_name.as_deref())?,
     };
-    Ok(TrustPolicyOutputText { stdout, warnings: request.issuer.warnings() })
+    Ok(Output { stdout, warnings: request.issuer.warnings() })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::selector::labels_of;
 use crate::identity::ServiceAccountRef;
 use crate::mutate::{Change, Pod};
-use crate::trust_policy::shell_word;
+use crate::shell;
 
 /// The controller of an object (`ownerReferences` with `controller: true`, else the first owner).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,7 +67,7 @@ impl<'a> PodFacts<'a> {
     }
 
     pub(crate) fn recreate_fix(&self) -> String {
-        let delete = format!("kubectl delete pod -n {} {}", shell_word(&self.namespace), shell_word(&self.name));
+        let delete = format!("kubectl delete pod -n {} {}", shell::word(&self.namespace), shell::word(&self.name));
         match &self.owner {
             Some(owner) => format!("recreate the pod: {delete} (its controller {owner} recreates it)"),
             None => {

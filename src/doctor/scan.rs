@@ -20,7 +20,7 @@ use crate::container_credentials::ContainerCredentialsConfig;
 use crate::identity::{self, ServiceAccountConfig, ServiceAccountRef};
 use crate::mutate::{self, Pod};
 use crate::settings::MutationSettings;
-use crate::trust_policy::shell_word;
+use crate::shell;
 
 /// Pod names shown per group in the text output (all of them are in `-o json`).
 const NAMES_SHOWN: usize = 5;
@@ -279,11 +279,11 @@ impl Tally {
 
 /// The one command that fixes a group, and what is safe about it.
 fn fix(group: &Group) -> String {
-    let ns = shell_word(&group.namespace);
-    let pods = group.pods.iter().map(|p| shell_word(p)).collect::<Vec<_>>().join(" ");
+    let ns = shell::word(&group.namespace);
+    let pods = group.pods.iter().map(|p| shell::word(p)).collect::<Vec<_>>().join(" ");
     let delete = format!("kubectl delete pod -n {ns} {pods}");
     let restart = |resource: &str, how: &str| {
-        format!("kubectl rollout restart {resource}/{} -n {ns} ({how})", shell_word(&group.name))
+        format!("kubectl rollout restart {resource}/{} -n {ns} ({how})", shell::word(&group.name))
     };
     let action = match group.kind.as_str() {
         "Deployment" => restart("deployment", "rolling, as the Deployment's strategy and PodDisruptionBudgets allow"),

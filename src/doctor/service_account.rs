@@ -8,7 +8,7 @@ use crate::identity::{
     self, ServiceAccountConfig, FS_GROUP, POD_KEYS, SA_KEYS, SA_ROLE_ARN, SA_STS_REGIONAL_ENDPOINTS,
     SA_TOKEN_EXPIRATION,
 };
-use crate::trust_policy::shell_word;
+use crate::shell;
 
 pub(super) fn check(
     inputs: &Inputs<'_>,
@@ -110,7 +110,7 @@ fn rename(
 ) -> (String, Option<&'static str>) {
     match known {
         Some(known) => (
-            format!("rename it to {prefix}/{known}: {annotate} {key}- {prefix}/{known}={}", shell_word(value)),
+            format!("rename it to {prefix}/{known}: {annotate} {key}- {prefix}/{known}={}", shell::word(value)),
             Some(known),
         ),
         None => (format!("remove or correct {key}"), None),

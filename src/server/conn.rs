@@ -50,6 +50,15 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::metrics::{Closed, Metrics, PortMetrics, PortName};
+use crate::const_duration;
+
+// The defaults of the `serve` flags, as their text ([`crate::const_duration`]).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_TEXT: &str = "10s";
+pub const DEFAULT_HEADER_READ_TIMEOUT_TEXT: &str = "10s";
+pub const DEFAULT_IDLE_TIMEOUT_TEXT: &str = "120s";
+pub const DEFAULT_MAX_CONNECTION_AGE_TEXT: &str = "5m";
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL_TEXT: &str = "30s";
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_TEXT: &str = "10s";
 
 /// Deadlines and caps of one port's connections.
 #[derive(Debug, Clone)]
@@ -73,12 +82,12 @@ impl Default for ConnLimits {
     fn default() -> Self {
         Self {
             max_connections: super::limits::DEFAULT_MAX_CONNECTIONS as usize,
-            tls_handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-            max_connection_age: Duration::from_secs(600),
-            http2_keepalive_interval: Duration::from_secs(30),
-            http2_keepalive_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: const { const_duration::parse(DEFAULT_TLS_HANDSHAKE_TIMEOUT_TEXT) },
+            header_read_timeout: const { const_duration::parse(DEFAULT_HEADER_READ_TIMEOUT_TEXT) },
+            idle_timeout: const { const_duration::parse(DEFAULT_IDLE_TIMEOUT_TEXT) },
+            max_connection_age: const { const_duration::parse(DEFAULT_MAX_CONNECTION_AGE_TEXT) },
+            http2_keepalive_interval: const { const_duration::parse(DEFAULT_HTTP2_KEEPALIVE_INTERVAL_TEXT) },
+            http2_keepalive_timeout: const { const_duration::parse(DEFAULT_HTTP2_KEEPALIVE_TIMEOUT_TEXT) },
             close_grace: Duration::from_secs(10),
             http2_max_concurrent_streams: 200,
         }

@@ -30,6 +30,19 @@ use super::logging::Clip;
 use super::metrics::{PodMethod, Route, Shed, Verb};
 use super::AppState;
 use crate::admission::{AdmissionError, Outcome, Reviewed};
+use crate::const_duration;
+
+/// `--max-body-bytes`: the API server's own request limit, 3 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 3 * 1024 * 1024;
+/// `--request-timeout`, as the flag's text ([`crate::const_duration`]).
+pub const DEFAULT_REQUEST_TIMEOUT_TEXT: &str = "10s";
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = const_duration::parse(DEFAULT_REQUEST_TIMEOUT_TEXT);
+/// `--max-requests-in-flight`.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: u64 = 256;
+/// `--inline-review-max-bytes`.
+pub const DEFAULT_INLINE_REVIEW_MAX_BYTES: u64 = 64 * 1024;
+/// `--max-large-body-bytes-in-flight`.
+pub const DEFAULT_MAX_LARGE_BODY_BYTES_IN_FLIGHT: u64 = 24 * 1024 * 1024;
 
 /// Bounds of one request and of all of them together (see docs/reliability.md for the memory arithmetic).
 #[derive(Debug, Clone)]
@@ -51,11 +64,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 3 * 1024 * 1024,
-            request_timeout: Duration::from_secs(10),
-            max_requests_in_flight: 256,
-            inline_review_max_bytes: 64 * 1024,
-            max_large_body_bytes_in_flight: 24 * 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT as usize,
+            inline_review_max_bytes: DEFAULT_INLINE_REVIEW_MAX_BYTES as usize,
+            max_large_body_bytes_in_flight: DEFAULT_MAX_LARGE_BODY_BYTES_IN_FLIGHT as usize,
             review_threads: std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
         }
     }

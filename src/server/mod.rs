@@ -38,7 +38,7 @@ pub enum ServerError {
     Listen { addr: SocketAddr, error: std::io::Error },
     #[error("cannot write the CA bundle to {path}: {error}")]
     CaBundle { path: String, error: std::io::Error },
-    #[error("certificate Secret: {0}")]
+    #[error("certificate Secret")]
     CertSecret(#[from] cert_secret::CertSecretError),
 }
 

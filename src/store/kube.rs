@@ -34,8 +34,10 @@ use super::{Lookup, ServiceAccountSource, SourceStats};
 use crate::identity::{ServiceAccountConfig, ServiceAccountRef};
 use crate::settings::MutationSettings;
 
-/// `--service-account-lookup-grace-period` when the caller has no opinion.
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_millis(100);
+/// `--service-account-lookup-grace-period` when the caller has no opinion, as the flag's text
+/// ([`crate::const_duration`]) and as a `Duration`.
+pub const DEFAULT_GRACE_PERIOD_TEXT: &str = "100ms";
+pub const DEFAULT_GRACE_PERIOD: Duration = crate::const_duration::parse(DEFAULT_GRACE_PERIOD_TEXT);
 /// ServiceAccounts per page of the initial list (and of every re-list). Each page is one request the watcher waits
 /// for before asking the next, so pages of client-go's 500 make 200 round trips for 100k ServiceAccounts; 5,000
 /// make 20, while a page (about 2 MB of metadata JSON, decoded one page at a time) stays small next to the cache.

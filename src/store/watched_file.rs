@@ -143,10 +143,6 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub fn paths(&self) -> &[PathBuf] {
-        &self.paths
-    }
-
     /// Re-reads the files once: `Ok(true)` when a new value replaced the old one, `Ok(false)` when nothing
     /// changed. On an error the last good value stays, and the error is logged once per distinct problem.
     pub async fn reload(&self) -> Result<bool, WatchedFileError> {

@@ -6,7 +6,6 @@ use super::facts::is_later;
 use super::*;
 use crate::identity::ServiceAccountConfig;
 use crate::settings::{FsGroupFix, InjectMode};
-use crate::trust_policy::shell_word;
 use serde_json::json;
 
 mod fs_group;
@@ -294,12 +293,4 @@ fn timestamps_compare_only_when_well_formed() {
     assert!(!is_later(POD_CREATED, POD_CREATED));
     assert!(!is_later("yesterday", POD_CREATED));
     assert!(!is_later("2024-05-03T11:00:00+02:00", POD_CREATED));
-}
-
-#[test]
-fn shell_quoting_of_annotation_values() {
-    assert_eq!(shell_word(ROLE), ROLE);
-    assert_eq!(shell_word("a b"), "'a b'");
-    assert_eq!(shell_word("it's"), r"'it'\''s'");
-    assert_eq!(shell_word(""), "''");
 }

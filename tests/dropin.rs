@@ -15,6 +15,9 @@ use irsa_webhook::settings::MutationSettings;
 use irsa_webhook::store::config_map::ConfigMapEntries;
 use serde_json::{json, Value};
 
+mod support;
+use support::binary_as;
+
 const SERVICE_ACCOUNTS: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n";
 /// The arguments of the container command of the reference's deploy/deployment-base.yaml (after `/webhook`).
 fn reference_deployment_args() -> Vec<String> {
@@ -42,11 +45,7 @@ impl Dir {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let built = Path::new(env!("CARGO_BIN_EXE_irsa-webhook"));
-        // A hard link, not a copy: the debug binary is large; the same file system as the target dir.
-        if std::fs::hard_link(built, dir.path().join("webhook")).is_err() {
-            std::fs::copy(built, dir.path().join("webhook")).expect("copy the binary");
-        }
+        binary_as(dir.path(), "webhook");
         Self { dir }
     }
 

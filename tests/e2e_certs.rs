@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{json, Value};
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-use e2e_support::{free_port, poll};
+mod support;
+use support::e2e::{connect, env_of, free_port, poll, unique, Cleanup};
+use support::{irsa_webhook, BIN};
 
 const SECRET: &str = "irsa-webhook-certs";
 const SERVICE: &str = "irsa-webhook";
@@ -39,16 +39,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------------------------
 // The harness: environment, client, namespaces, clean-up
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: the e2e tests need the API server of tests/e2e/cluster.sh. Run tests/run-all.sh, or \
-             `tests/e2e/cluster.sh start && eval \"$(tests/e2e/cluster.sh env)\"` before `cargo test --features e2e`"
-        ),
-    }
-}
-
 struct E2e {
     kubeconfig: PathBuf,
     client: kube::Client,
@@ -56,72 +46,18 @@ struct E2e {
     dir: tempfile::TempDir,
 }
 
-async fn client_from(kubeconfig: &Path) -> kube::Client {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .unwrap_or_else(|e| panic!("cannot read KUBECONFIG {}: {e}", kubeconfig.display()));
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("KUBECONFIG {} is not usable: {e}", kubeconfig.display()));
-    kube::Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client: {e}"))
-}
-
 async fn e2e() -> E2e {
-    let kubeconfig = PathBuf::from(required_env("KUBECONFIG"));
-    let api_url = required_env("IRSA_E2E_API_URL");
-    let client = client_from(&kubeconfig).await;
-    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => panic!("the API server at {api_url} (KUBECONFIG {}) does not answer: {e}", kubeconfig.display()),
-        Err(_) => panic!("the API server at {api_url} (KUBECONFIG {}) did not answer in 10 s", kubeconfig.display()),
-    }
-    E2e { kubeconfig, client, dir: tempfile::tempdir().expect("temp dir") }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{:05}", std::process::id() % 100_000, nanos % 100_000)
-}
-
-/// Deletes cluster-scoped objects (and namespaces) when the test ends, passed or failed. Runs on its own thread
-/// and runtime with a fresh client, so it works from `Drop` inside the test's runtime.
-struct Cleanup {
-    kubeconfig: PathBuf,
-    webhook_configs: Vec<String>,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let configs = std::mem::take(&mut self.webhook_configs);
-        let namespaces = std::mem::take(&mut self.namespaces);
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let client = client_from(&kubeconfig).await;
-                let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-                for name in configs {
-                    if let Err(e) = configurations.delete(&name, &DeleteParams::default()).await {
-                        eprintln!("clean-up: cannot delete MutatingWebhookConfiguration {name}: {e}");
-                    }
-                }
-                // No controller-manager: a deleted namespace stays Terminating, which is harmless.
-                let namespaces_api: Api<Namespace> = Api::all(client);
-                for name in namespaces {
-                    let _ = namespaces_api.delete(&name, &DeleteParams::default()).await;
-                }
-            })
-        })
-        .join();
-        if done.is_err() {
-            eprintln!("clean-up panicked");
-        }
+    let cluster = connect().await;
+    E2e {
+        kubeconfig: cluster.harness.kubeconfig.clone(),
+        client: cluster.client,
+        dir: tempfile::tempdir().expect("temp dir"),
     }
 }
 
 impl E2e {
     fn cleanup(&self) -> Cleanup {
-        Cleanup { kubeconfig: self.kubeconfig.clone(), webhook_configs: Vec::new(), namespaces: Vec::new() }
+        Cleanup::new(&self.kubeconfig)
     }
 
     /// A fresh namespace labelled `irsa-e2e-ns=<name>` (1.20 does not set kubernetes.io/metadata.name).
@@ -135,7 +71,7 @@ impl E2e {
             .create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
-        cleanup.namespaces.push(name.clone());
+        cleanup.add_kind::<Namespace>(&name);
         name
     }
 
@@ -179,7 +115,7 @@ impl E2e {
             .collect();
         let configuration: MutatingWebhookConfiguration =
             serde_json::from_value(json!({"metadata": {"name": name}, "webhooks": entries})).unwrap();
-        cleanup.webhook_configs.push(name.clone());
+        cleanup.add_kind::<MutatingWebhookConfiguration>(&name);
         Api::<MutatingWebhookConfiguration>::all(self.client.clone())
             .create(&PostParams::default(), &configuration)
             .await
@@ -283,19 +219,17 @@ impl Replica {
         let (port, metrics_port) = (free_port(Ipv4Addr::LOCALHOST.into()), free_port(Ipv4Addr::LOCALHOST.into()));
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        // Nothing from the test runner's environment may act as a flag (IRSA_<FLAG>).
+        let child = irsa_webhook()
             .arg("serve")
             .args(args)
             .args(["--port", &port.to_string(), "--metrics-port", &metrics_port.to_string()])
-            // Nothing from the test runner's environment may act as a flag (IRSA_<FLAG>).
-            .env_remove("IRSA_NAMESPACE")
-            .env_remove("IRSA_PORT")
             .env("RUST_LOG", "info,irsa_webhook=debug")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_irsa-webhook")));
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         Replica { name: name.to_owned(), child, port, metrics_port, log }
     }
 
@@ -776,15 +710,6 @@ async fn a_pod_is_mutated_through_a_webhook_whose_ca_bundle_the_binary_maintains
         "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
     }))
     .unwrap();
-    let env_of = |pod: &Pod| -> Vec<(String, String)> {
-        pod.spec.as_ref().unwrap().containers[0]
-            .env
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.name, e.value.unwrap_or_default()))
-            .collect()
-    };
     // A new configuration takes up to about a second to be used: server-side dry runs until it is.
     let dry_run = PostParams { dry_run: true, ..PostParams::default() };
     poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {

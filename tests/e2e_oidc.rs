@@ -6,12 +6,14 @@
 #![cfg(feature = "e2e")]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
+
+mod support;
+use support::run_binary;
 
 /// The API server this suite was pointed at; a missing variable fails the test instead of skipping it.
 struct Cluster {
@@ -70,12 +72,8 @@ impl Cluster {
     }
 }
 
-fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook")).args(args).output().expect("run irsa-webhook")
-}
-
 fn success(args: &[&str]) -> Value {
-    let output = binary(args);
+    let output = run_binary(args);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
@@ -180,7 +178,7 @@ async fn publish_from_cluster_rehomes_the_api_servers_documents() {
     let served_discovery = cluster.get("/.well-known/openid-configuration").await;
     let out = tempfile::tempdir().expect("tempdir");
     let issuer = "https://irsa-e2e.s3.eu-west-1.amazonaws.com";
-    let output = binary(&[
+    let output = run_binary(&[
         "oidc",
         "publish",
         "--issuer",
@@ -209,7 +207,7 @@ async fn publish_from_cluster_rehomes_the_api_servers_documents() {
 
     // The same from the key file: identical documents.
     let from_keys = tempfile::tempdir().expect("tempdir");
-    let output = binary(&[
+    let output = run_binary(&[
         "oidc",
         "publish",
         "--issuer",
@@ -237,7 +235,7 @@ fn from_cluster_with_an_unreachable_api_server_fails_in_one_line() {
          users:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
     )
     .expect("write");
-    let output = binary(&[
+    let output = run_binary(&[
         "oidc",
         "publish",
         "--issuer",

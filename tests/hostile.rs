@@ -7,7 +7,7 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
+use support::irsa_webhook;
 
 /// The chart's memory limit, and so the budget of every RSS assertion.
 const MEMORY_BUDGET_KIB: u64 = 256 * 1024;
@@ -47,7 +50,7 @@ impl Webhook {
         let (port, metrics_port) = (free_port(), free_port());
         let ca_path = dir.path().join("ca.crt");
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+        let mut command = irsa_webhook();
         command
             .args(["serve", "--self-signed", "--service-accounts", "examples/serviceaccounts.yaml"])
             .args(["--bind-address", "127.0.0.1", "--log-format", "text"])

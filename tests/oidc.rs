@@ -3,19 +3,18 @@
 //! published JWK, and bad issuers are refused with one line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use irsa_webhook::oidc::{self, Curve, PublicKey};
 use serde_json::{json, Value};
 
-fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook")).args(args).output().expect("run irsa-webhook")
-}
+mod support;
+use support::run_binary;
 
 fn success(args: &[&str]) -> String {
-    let output = binary(args);
+    let output = run_binary(args);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8")
 }
@@ -373,12 +372,12 @@ fn refusals_are_one_line_and_non_zero() {
         (vec!["oidc", "jwks", "--key", "/nonexistent/sa.pub"], "cannot read /nonexistent/sa.pub"),
         (vec!["oidc", "jwks", "--key", &not_a_key], "no PEM block"),
     ] {
-        let output = binary(&args);
+        let output = run_binary(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} succeeded");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("irsa-webhook: ") && stderr.contains(reason), "{args:?}: {stderr}");
     }
     // Publishing needs a source of keys.
-    assert!(!binary(&["oidc", "publish", "--issuer", "https://a.example", "--out", &out]).status.success());
+    assert!(!run_binary(&["oidc", "publish", "--issuer", "https://a.example", "--out", &out]).status.success());
 }

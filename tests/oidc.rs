@@ -381,3 +381,31 @@ fn refusals_are_one_line_and_non_zero() {
     // Publishing needs a source of keys.
     assert!(!run_binary(&["oidc", "publish", "--issuer", "https://a.example", "--out", &out]).status.success());
 }
+
+/// `publish --from-cluster` needs no cluster to fail well: an API server that is not there is one line.
+#[test]
+fn from_cluster_with_an_unreachable_api_server_fails_in_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}\n\
+         users:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+    )
+    .expect("write");
+    let output = run_binary(&[
+        "oidc",
+        "publish",
+        "--issuer",
+        "https://oidc.example.com",
+        "--out",
+        &dir.path().join("out").display().to_string(),
+        "--from-cluster",
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read the OIDC documents from the API server"), "{stderr}");
+}

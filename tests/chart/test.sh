@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The chart's checks that need more than `helm template`: the certificate script, the Dockerfile, and a real API
 # server. The renderings themselves (lint, every mode and feature, refused values, every `serve` flag against the
-# binary's CLI definition) are checked in Rust by tests/chart.rs (`cargo test --test chart`).
+# binary's CLI definition) are checked in Rust by tests/chart/main.rs (`cargo test --test chart`).
 #
 # usage: tests/chart/test.sh
 #

@@ -11,6 +11,7 @@ pub mod pod_invariants;
 pub mod e2e;
 
 use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +115,19 @@ pub fn random_suffix() -> String {
             char::from_digit(digit, 36).unwrap_or('0')
         })
         .collect()
+}
+
+/// A free TCP port on `ip` (bound and released; another process could take it in between, which is unlikely).
+pub fn free_port(ip: IpAddr) -> u16 {
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+        .port()
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_loopback_port() -> u16 {
+    free_port(std::net::Ipv4Addr::LOCALHOST.into())
 }
 
 /// `<prefix>-<random suffix>`: a name no other test or run uses (a valid DNS label for short prefixes).

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,9 +43,9 @@ use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod, ServiceAccount}
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-use super::{irsa_webhook, tool, BIN};
 #[allow(unused_imports)] // for the e2e test files, which each use a part
-pub use super::{kube_client, random_suffix, repo_root, unique};
+pub use super::{free_port, kube_client, random_suffix, repo_root, unique};
+use super::{irsa_webhook, tool, BIN};
 
 mod load;
 mod pods;
@@ -240,14 +240,6 @@ impl Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
-}
-
-/// A free TCP port on `ip` (bound and released; another process could take it in between, which is unlikely).
-pub fn free_port(ip: IpAddr) -> u16 {
-    StdTcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
-        .port()
 }
 
 /// Polls `check` every 100 ms until it returns `Ok`, at most `timeout`; then panics with `what` and the last

@@ -24,7 +24,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{json, Value};
 
 mod support;
-use support::e2e::{connect, env_of, free_port, poll, unique, Cleanup};
+use support::e2e::{ca_bundles_of, connect, env_of, free_port, poll, unique, Cleanup};
 use support::{irsa_webhook, BIN};
 
 const SECRET: &str = "irsa-webhook-certs";
@@ -53,6 +53,20 @@ async fn e2e() -> E2e {
         client: cluster.client,
         dir: tempfile::tempdir().expect("temp dir"),
     }
+}
+
+/// A pod of ServiceAccount `app`; `metadata` gives its name or generateName.
+fn app_pod(metadata: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": metadata,
+        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
+    }))
+    .unwrap()
+}
+
+/// The webhook gave the pod [`ROLE`].
+fn has_role(pod: &Pod) -> bool {
+    env_of(pod).contains(&("AWS_ROLE_ARN".into(), ROLE.into()))
 }
 
 impl E2e {
@@ -171,17 +185,51 @@ impl E2e {
         Api::<Secret>::namespaced(self.client.clone(), ns).get_opt(SECRET).await.expect("get the certificate Secret")
     }
 
+    /// Waits until the configuration's caBundles are exactly `want`, one per webhook entry.
+    async fn wait_for_ca_bundles(&self, config: &str, want: &[Option<String>], what: &str) {
+        poll(what, RESYNC + SLACK, || async {
+            let got = self.ca_bundles(config).await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("caBundles {got:?}"))
+            }
+        })
+        .await;
+    }
+
+    /// ServiceAccount `app` of `ns`, annotated with [`ROLE`].
+    async fn create_app_service_account(&self, ns: &str) {
+        let service_account: ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
+        }))
+        .unwrap();
+        Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &service_account)
+            .await
+            .unwrap();
+    }
+
+    /// Server-side dry-run creations of `pod` until one comes back mutated: a new configuration takes up to about
+    /// a second to be used.
+    async fn wait_until_mutated(&self, pods: &Api<Pod>, pod: &Pod) {
+        let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+        poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
+            match pods.create(&dry_run, pod).await {
+                Ok(created) if has_role(&created) => Ok(()),
+                Ok(_) => Err("admitted unmutated".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    }
+
     async fn ca_bundles(&self, name: &str) -> Vec<Option<String>> {
         let configuration = Api::<MutatingWebhookConfiguration>::all(self.client.clone())
             .get(name)
             .await
             .expect("get the webhook config");
-        configuration
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect()
+        ca_bundles_of(&configuration)
     }
 }
 
@@ -446,15 +494,11 @@ async fn two_replicas_started_together_make_one_secret_and_serve_the_same_verifi
         assert!(served == leaf_a);
     }
 
-    let want = Some(ca.clone());
-    poll("every caBundle of the webhook config to equal the Secret's ca.crt", RESYNC + SLACK, || async {
-        let bundles = e2e.ca_bundles(&config).await;
-        if bundles.len() == 2 && bundles.iter().all(|b| *b == want) {
-            Ok(())
-        } else {
-            Err(format!("caBundles {bundles:?}"))
-        }
-    })
+    e2e.wait_for_ca_bundles(
+        &config,
+        &[Some(ca.clone()), Some(ca.clone())],
+        "every caBundle to equal the Secret's ca.crt",
+    )
     .await;
 
     // Settled: over several resyncs nobody rewrites the Secret and the replicas keep serving the same certificate.
@@ -617,15 +661,7 @@ async fn a_changed_or_emptied_ca_bundle_is_put_back_within_a_resync() {
     a.wait_ready().await;
     let ca = secret_text(&e2e.secret(&ns).await.unwrap(), "ca.crt");
     let want = vec![Some(ca.clone()), Some(ca.clone())];
-    poll("the caBundles to be set", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &want, "the caBundles to be set").await;
 
     let other_ca = material_expiring_in(&ns, 3600)[0].1.clone();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -652,12 +688,7 @@ async fn a_changed_or_emptied_ca_bundle_is_put_back_within_a_resync() {
             .patch(&config, &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(patch).unwrap()))
             .await
             .unwrap_or_else(|e| panic!("{drift}: cannot patch: {e}"));
-        let bundles: Vec<_> = patched
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect();
+        let bundles: Vec<_> = ca_bundles_of(&patched);
         assert_ne!(bundles, want, "{drift}: the patch did not change anything");
         let started = Instant::now();
         poll(&format!("the webhook to put the caBundle back after: {drift}"), RESYNC + SLACK, || async {
@@ -685,41 +716,13 @@ async fn a_pod_is_mutated_through_a_webhook_whose_ca_bundle_the_binary_maintains
     // failurePolicy Fail: an unverifiable or unreachable webhook rejects the pod instead of admitting it unmutated.
     let config = e2e.webhook_config(&mut cleanup, &ns, &a.url(), "Fail", 1).await;
     a.wait_ready().await;
-    let service_account: ServiceAccount = serde_json::from_value(json!({
-        "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
-    }))
-    .unwrap();
-    Api::<ServiceAccount>::namespaced(e2e.client.clone(), &ns)
-        .create(&PostParams::default(), &service_account)
-        .await
-        .unwrap();
+    e2e.create_app_service_account(&ns).await;
     let ca = secret_text(&e2e.secret(&ns).await.unwrap(), "ca.crt");
-    poll("the binary to set the caBundle", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == vec![Some(ca.clone())] {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &[Some(ca.clone())], "the binary to set the caBundle").await;
 
     let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "app"},
-        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
-    }))
-    .unwrap();
-    // A new configuration takes up to about a second to be used: server-side dry runs until it is.
-    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
-    poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
-        match pods.create(&dry_run, &pod).await {
-            Ok(created) if env_of(&created).iter().any(|(k, _)| k == "AWS_ROLE_ARN") => Ok(()),
-            Ok(_) => Err("admitted unmutated".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    let pod = app_pod(json!({"name": "app"}));
+    e2e.wait_until_mutated(&pods, &pod).await;
 
     let created = pods
         .create(&PostParams::default(), &pod)
@@ -870,47 +873,16 @@ async fn a_new_ca_is_trusted_next_to_the_old_one_until_every_replica_serves_it_a
     let config = e2e.webhook_config_for(&mut cleanup, &ns, &[a.url(), b.url()], "Fail").await;
     a.wait_ready().await;
     b.wait_ready().await;
-    let service_account: ServiceAccount = serde_json::from_value(json!({
-        "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
-    }))
-    .unwrap();
-    Api::<ServiceAccount>::namespaced(e2e.client.clone(), &ns)
-        .create(&PostParams::default(), &service_account)
-        .await
-        .unwrap();
+    e2e.create_app_service_account(&ns).await;
     let first = e2e.secret(&ns).await.unwrap();
     let old_ca = secret_text(&first, "ca.crt");
     let want = vec![Some(old_ca.clone()), Some(old_ca.clone())];
-    poll("the replicas to set both caBundles", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &want, "the replicas to set both caBundles").await;
 
     let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"generateName": "app-"},
-        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
-    }))
-    .unwrap();
+    let pod = app_pod(json!({"generateName": "app-"}));
     let dry_run = PostParams { dry_run: true, ..PostParams::default() };
-    let mutated = |pod: &Pod| {
-        pod.spec.as_ref().is_some_and(|s| {
-            s.containers[0].env.iter().flatten().any(|e| e.name == "AWS_ROLE_ARN" && e.value.as_deref() == Some(ROLE))
-        })
-    };
-    poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
-        match pods.create(&dry_run, &pod).await {
-            Ok(created) if mutated(&created) => Ok(()),
-            Ok(_) => Err("admitted unmutated".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    e2e.wait_until_mutated(&pods, &pod).await;
 
     // Pod creations in the background for the whole rotation, every outcome kept.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -921,7 +893,7 @@ async fn a_new_ca_is_trusted_next_to_the_old_one_until_every_replica_serves_it_a
             let mut outcomes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let outcome = match pods.create(&dry_run, &pod).await {
-                    Ok(created) if mutated(&created) => Ok(()),
+                    Ok(created) if has_role(&created) => Ok(()),
                     Ok(_) => Err("admitted unmutated".to_owned()),
                     Err(e) => Err(e.to_string()),
                 };

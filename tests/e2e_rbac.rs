@@ -26,7 +26,7 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 mod support;
-use support::e2e::{connect, env_of, free_port, kube_client, poll, repo_root, unique, Cleanup};
+use support::e2e::{ca_bundles_of, connect, env_of, free_port, kube_client, poll, repo_root, unique, Cleanup};
 use support::{irsa_webhook, run, tool, BIN};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/e2e-rbac";
@@ -390,12 +390,7 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
     poll("the webhook to patch its configuration's caBundle", TIMEOUT, || async {
         let current = configurations.get(&config_name).await.map_err(|e| e.to_string())?;
-        let bundles: Vec<_> = current
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect();
+        let bundles: Vec<_> = ca_bundles_of(&current);
         if !bundles.is_empty() && bundles.iter().all(|b| b.as_deref() == Some(ca.as_str())) {
             Ok(())
         } else {

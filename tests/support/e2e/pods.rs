@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The caBundle of each webhook of a configuration, in order (None where it has none).
+pub fn ca_bundles_of(configuration: &MutatingWebhookConfiguration) -> Vec<Option<String>> {
+    let webhooks = configuration.webhooks.as_deref().unwrap_or_default();
+    webhooks
+        .iter()
+        .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
+        .collect()
+}
+
 /// The first container's env of a typed pod, as (name, value) pairs (valueFrom entries with an empty value).
 pub fn env_of(pod: &Pod) -> Vec<(String, String)> {
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();

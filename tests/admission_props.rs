@@ -10,6 +10,9 @@ use irsa_webhook::store::file::FileSource;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+mod support;
+use support::arbitrary_json;
+
 fn admission() -> Admission {
     let sas = parse_service_accounts(
         "kind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n    eks.amazonaws.com/fs-group: \"7\"\n",
@@ -32,23 +35,6 @@ fn base_review() -> Value {
                          "initContainers": [{"name": "i"}], "volumes": []},
             }
         }
-    })
-}
-
-fn arbitrary_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-        "[a-zA-Z/~._-]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
     })
 }
 

@@ -1,37 +1,20 @@
 //! `irsa-webhook mutate`, the real binary: the README example in every output format, stdin, exit codes, and
 //! error and warning lines on stderr.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_irsa-webhook");
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::{irsa_webhook, output_with_stdin, repo_root};
 
 /// Runs `irsa-webhook mutate ARGS` in the repository, with `stdin` (or nothing) on standard input and without any
 /// `IRSA_*` variable of the caller's environment.
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(BIN);
-    command.arg("mutate").args(args).current_dir(repo());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("IRSA_") {
-            command.env_remove(key);
-        }
-    }
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("the binary runs");
-    {
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().unwrap()
+    let mut command = irsa_webhook();
+    command.arg("mutate").args(args).current_dir(repo_root());
+    output_with_stdin(&mut command, stdin.unwrap_or_default().as_bytes())
 }
 
 fn stdout(output: &Output) -> String {
@@ -59,7 +42,7 @@ fn assert_one_line_error(output: &Output, parts: &[&str]) {
 }
 
 fn example_pod() -> Value {
-    let text = std::fs::read_to_string(repo().join("examples/pod.yaml")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("examples/pod.yaml")).unwrap();
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
@@ -122,7 +105,7 @@ fn readme_example_as_json() {
 
 #[test]
 fn stdin_with_dash_and_without_argument() {
-    let text = std::fs::read_to_string(repo().join("examples/pod.yaml")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("examples/pod.yaml")).unwrap();
     let from_file = run(&["--service-account", SA, "-o", "json", "examples/pod.yaml"], None);
     let dash = run(&["--service-account", SA, "-o", "json", "-"], Some(&text));
     let absent = run(&["--service-account", SA, "-o", "json"], Some(&text));

@@ -2,18 +2,19 @@
 //! there), plus the exit statuses for bad input. Every failing case is reported at once.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_irsa-webhook");
+mod support;
+use support::{irsa_webhook, output_with_stdin};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doctor")
 }
 
 fn doctor(args: &[&str]) -> Output {
-    Command::new(BIN)
+    irsa_webhook()
         .arg("doctor")
         .args(args)
         // The mutation flags also come from IRSA_* variables; a developer's shell must not change the outcome.
@@ -160,16 +161,13 @@ fn output_columns_are_aligned_and_greppable() {
 fn the_manifest_can_come_from_stdin() {
     let dir = fixtures().join("healthy");
     let pod = std::fs::read(dir.join("pod.yaml")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["doctor", "-f", "-", "--service-account"])
-        .arg(dir.join("serviceaccounts.yaml"))
-        .env_clear()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &pod).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_stdin(
+        irsa_webhook()
+            .args(["doctor", "-f", "-", "--service-account"])
+            .arg(dir.join("serviceaccounts.yaml"))
+            .env_clear(),
+        &pod,
+    );
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok       injection"));
 }

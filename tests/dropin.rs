@@ -15,6 +15,9 @@ use irsa_webhook::settings::MutationSettings;
 use irsa_webhook::store::config_map::ConfigMapEntries;
 use serde_json::{json, Value};
 
+mod support;
+use support::{binary_as, free_loopback_port};
+
 const SERVICE_ACCOUNTS: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n";
 /// The arguments of the container command of the reference's deploy/deployment-base.yaml (after `/webhook`).
 fn reference_deployment_args() -> Vec<String> {
@@ -42,11 +45,7 @@ impl Dir {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let built = Path::new(env!("CARGO_BIN_EXE_irsa-webhook"));
-        // A hard link, not a copy: the debug binary is large; the same file system as the target dir.
-        if std::fs::hard_link(built, dir.path().join("webhook")).is_err() {
-            std::fs::copy(built, dir.path().join("webhook")).expect("copy the binary");
-        }
+        binary_as(dir.path(), "webhook");
         Self { dir }
     }
 
@@ -86,10 +85,6 @@ impl Dir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn stderr_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stderr).lines().map(str::to_owned).collect()
 }
@@ -126,7 +121,7 @@ struct Serving {
 
 impl Serving {
     fn start(dir: &Dir, args: &[&str], env: &[(&str, &Path)]) -> Self {
-        let (port, metrics_port) = (free_port(), free_port());
+        let (port, metrics_port) = (free_loopback_port(), free_loopback_port());
         let log = dir.path(&format!("webhook-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let mut command = dir.webhook();
@@ -271,7 +266,7 @@ fn a_privileged_port_without_the_right_names_the_port_and_both_fixes() {
     let sas = dir.service_accounts();
     std::fs::set_permissions(&sas, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let args = ["--self-signed", "--ca-bundle-out=/dev/null", "--service-accounts", sas.to_str().unwrap()];
-    let metrics_port = format!("--metrics-port={}", free_port());
+    let metrics_port = format!("--metrics-port={}", free_loopback_port());
     let args = [&args[..], &["--bind-address=127.0.0.1", &metrics_port]].concat();
     // Root drops to nobody (and with it every capability); anyone else runs it as is.
     let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);

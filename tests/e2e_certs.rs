@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{json, Value};
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-use e2e_support::{free_port, poll};
+mod support;
+use support::e2e::{ca_bundles_of, connect, env_of, free_port, poll, unique, Cleanup};
+use support::{irsa_webhook, BIN};
 
 const SECRET: &str = "irsa-webhook-certs";
 const SERVICE: &str = "irsa-webhook";
@@ -39,16 +39,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------------------------
 // The harness: environment, client, namespaces, clean-up
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: the e2e tests need the API server of tests/e2e/cluster.sh. Run tests/run-all.sh, or \
-             `tests/e2e/cluster.sh start && eval \"$(tests/e2e/cluster.sh env)\"` before `cargo test --features e2e`"
-        ),
-    }
-}
-
 struct E2e {
     kubeconfig: PathBuf,
     client: kube::Client,
@@ -56,72 +46,32 @@ struct E2e {
     dir: tempfile::TempDir,
 }
 
-async fn client_from(kubeconfig: &Path) -> kube::Client {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .unwrap_or_else(|e| panic!("cannot read KUBECONFIG {}: {e}", kubeconfig.display()));
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("KUBECONFIG {} is not usable: {e}", kubeconfig.display()));
-    kube::Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client: {e}"))
-}
-
 async fn e2e() -> E2e {
-    let kubeconfig = PathBuf::from(required_env("KUBECONFIG"));
-    let api_url = required_env("IRSA_E2E_API_URL");
-    let client = client_from(&kubeconfig).await;
-    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => panic!("the API server at {api_url} (KUBECONFIG {}) does not answer: {e}", kubeconfig.display()),
-        Err(_) => panic!("the API server at {api_url} (KUBECONFIG {}) did not answer in 10 s", kubeconfig.display()),
+    let cluster = connect().await;
+    E2e {
+        kubeconfig: cluster.harness.kubeconfig.clone(),
+        client: cluster.client,
+        dir: tempfile::tempdir().expect("temp dir"),
     }
-    E2e { kubeconfig, client, dir: tempfile::tempdir().expect("temp dir") }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{:05}", std::process::id() % 100_000, nanos % 100_000)
+/// A pod of ServiceAccount `app`; `metadata` gives its name or generateName.
+fn app_pod(metadata: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": metadata,
+        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
+    }))
+    .unwrap()
 }
 
-/// Deletes cluster-scoped objects (and namespaces) when the test ends, passed or failed. Runs on its own thread
-/// and runtime with a fresh client, so it works from `Drop` inside the test's runtime.
-struct Cleanup {
-    kubeconfig: PathBuf,
-    webhook_configs: Vec<String>,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let configs = std::mem::take(&mut self.webhook_configs);
-        let namespaces = std::mem::take(&mut self.namespaces);
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let client = client_from(&kubeconfig).await;
-                let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-                for name in configs {
-                    if let Err(e) = configurations.delete(&name, &DeleteParams::default()).await {
-                        eprintln!("clean-up: cannot delete MutatingWebhookConfiguration {name}: {e}");
-                    }
-                }
-                // No controller-manager: a deleted namespace stays Terminating, which is harmless.
-                let namespaces_api: Api<Namespace> = Api::all(client);
-                for name in namespaces {
-                    let _ = namespaces_api.delete(&name, &DeleteParams::default()).await;
-                }
-            })
-        })
-        .join();
-        if done.is_err() {
-            eprintln!("clean-up panicked");
-        }
-    }
+/// The webhook gave the pod [`ROLE`].
+fn has_role(pod: &Pod) -> bool {
+    env_of(pod).contains(&("AWS_ROLE_ARN".into(), ROLE.into()))
 }
 
 impl E2e {
     fn cleanup(&self) -> Cleanup {
-        Cleanup { kubeconfig: self.kubeconfig.clone(), webhook_configs: Vec::new(), namespaces: Vec::new() }
+        Cleanup::new(&self.kubeconfig)
     }
 
     /// A fresh namespace labelled `irsa-e2e-ns=<name>` (1.20 does not set kubernetes.io/metadata.name).
@@ -135,7 +85,7 @@ impl E2e {
             .create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
-        cleanup.namespaces.push(name.clone());
+        cleanup.add_kind::<Namespace>(&name);
         name
     }
 
@@ -179,7 +129,7 @@ impl E2e {
             .collect();
         let configuration: MutatingWebhookConfiguration =
             serde_json::from_value(json!({"metadata": {"name": name}, "webhooks": entries})).unwrap();
-        cleanup.webhook_configs.push(name.clone());
+        cleanup.add_kind::<MutatingWebhookConfiguration>(&name);
         Api::<MutatingWebhookConfiguration>::all(self.client.clone())
             .create(&PostParams::default(), &configuration)
             .await
@@ -235,17 +185,51 @@ impl E2e {
         Api::<Secret>::namespaced(self.client.clone(), ns).get_opt(SECRET).await.expect("get the certificate Secret")
     }
 
+    /// Waits until the configuration's caBundles are exactly `want`, one per webhook entry.
+    async fn wait_for_ca_bundles(&self, config: &str, want: &[Option<String>], what: &str) {
+        poll(what, RESYNC + SLACK, || async {
+            let got = self.ca_bundles(config).await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("caBundles {got:?}"))
+            }
+        })
+        .await;
+    }
+
+    /// ServiceAccount `app` of `ns`, annotated with [`ROLE`].
+    async fn create_app_service_account(&self, ns: &str) {
+        let service_account: ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
+        }))
+        .unwrap();
+        Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &service_account)
+            .await
+            .unwrap();
+    }
+
+    /// Server-side dry-run creations of `pod` until one comes back mutated: a new configuration takes up to about
+    /// a second to be used.
+    async fn wait_until_mutated(&self, pods: &Api<Pod>, pod: &Pod) {
+        let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+        poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
+            match pods.create(&dry_run, pod).await {
+                Ok(created) if has_role(&created) => Ok(()),
+                Ok(_) => Err("admitted unmutated".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    }
+
     async fn ca_bundles(&self, name: &str) -> Vec<Option<String>> {
         let configuration = Api::<MutatingWebhookConfiguration>::all(self.client.clone())
             .get(name)
             .await
             .expect("get the webhook config");
-        configuration
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect()
+        ca_bundles_of(&configuration)
     }
 }
 
@@ -283,19 +267,17 @@ impl Replica {
         let (port, metrics_port) = (free_port(Ipv4Addr::LOCALHOST.into()), free_port(Ipv4Addr::LOCALHOST.into()));
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"))
+        // Nothing from the test runner's environment may act as a flag (IRSA_<FLAG>).
+        let child = irsa_webhook()
             .arg("serve")
             .args(args)
             .args(["--port", &port.to_string(), "--metrics-port", &metrics_port.to_string()])
-            // Nothing from the test runner's environment may act as a flag (IRSA_<FLAG>).
-            .env_remove("IRSA_NAMESPACE")
-            .env_remove("IRSA_PORT")
             .env("RUST_LOG", "info,irsa_webhook=debug")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_irsa-webhook")));
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         Replica { name: name.to_owned(), child, port, metrics_port, log }
     }
 
@@ -512,15 +494,11 @@ async fn two_replicas_started_together_make_one_secret_and_serve_the_same_verifi
         assert!(served == leaf_a);
     }
 
-    let want = Some(ca.clone());
-    poll("every caBundle of the webhook config to equal the Secret's ca.crt", RESYNC + SLACK, || async {
-        let bundles = e2e.ca_bundles(&config).await;
-        if bundles.len() == 2 && bundles.iter().all(|b| *b == want) {
-            Ok(())
-        } else {
-            Err(format!("caBundles {bundles:?}"))
-        }
-    })
+    e2e.wait_for_ca_bundles(
+        &config,
+        &[Some(ca.clone()), Some(ca.clone())],
+        "every caBundle to equal the Secret's ca.crt",
+    )
     .await;
 
     // Settled: over several resyncs nobody rewrites the Secret and the replicas keep serving the same certificate.
@@ -683,15 +661,7 @@ async fn a_changed_or_emptied_ca_bundle_is_put_back_within_a_resync() {
     a.wait_ready().await;
     let ca = secret_text(&e2e.secret(&ns).await.unwrap(), "ca.crt");
     let want = vec![Some(ca.clone()), Some(ca.clone())];
-    poll("the caBundles to be set", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &want, "the caBundles to be set").await;
 
     let other_ca = material_expiring_in(&ns, 3600)[0].1.clone();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -718,12 +688,7 @@ async fn a_changed_or_emptied_ca_bundle_is_put_back_within_a_resync() {
             .patch(&config, &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(patch).unwrap()))
             .await
             .unwrap_or_else(|e| panic!("{drift}: cannot patch: {e}"));
-        let bundles: Vec<_> = patched
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect();
+        let bundles: Vec<_> = ca_bundles_of(&patched);
         assert_ne!(bundles, want, "{drift}: the patch did not change anything");
         let started = Instant::now();
         poll(&format!("the webhook to put the caBundle back after: {drift}"), RESYNC + SLACK, || async {
@@ -751,50 +716,13 @@ async fn a_pod_is_mutated_through_a_webhook_whose_ca_bundle_the_binary_maintains
     // failurePolicy Fail: an unverifiable or unreachable webhook rejects the pod instead of admitting it unmutated.
     let config = e2e.webhook_config(&mut cleanup, &ns, &a.url(), "Fail", 1).await;
     a.wait_ready().await;
-    let service_account: ServiceAccount = serde_json::from_value(json!({
-        "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
-    }))
-    .unwrap();
-    Api::<ServiceAccount>::namespaced(e2e.client.clone(), &ns)
-        .create(&PostParams::default(), &service_account)
-        .await
-        .unwrap();
+    e2e.create_app_service_account(&ns).await;
     let ca = secret_text(&e2e.secret(&ns).await.unwrap(), "ca.crt");
-    poll("the binary to set the caBundle", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == vec![Some(ca.clone())] {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &[Some(ca.clone())], "the binary to set the caBundle").await;
 
     let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "app"},
-        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
-    }))
-    .unwrap();
-    let env_of = |pod: &Pod| -> Vec<(String, String)> {
-        pod.spec.as_ref().unwrap().containers[0]
-            .env
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.name, e.value.unwrap_or_default()))
-            .collect()
-    };
-    // A new configuration takes up to about a second to be used: server-side dry runs until it is.
-    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
-    poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
-        match pods.create(&dry_run, &pod).await {
-            Ok(created) if env_of(&created).iter().any(|(k, _)| k == "AWS_ROLE_ARN") => Ok(()),
-            Ok(_) => Err("admitted unmutated".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    let pod = app_pod(json!({"name": "app"}));
+    e2e.wait_until_mutated(&pods, &pod).await;
 
     let created = pods
         .create(&PostParams::default(), &pod)
@@ -945,47 +873,16 @@ async fn a_new_ca_is_trusted_next_to_the_old_one_until_every_replica_serves_it_a
     let config = e2e.webhook_config_for(&mut cleanup, &ns, &[a.url(), b.url()], "Fail").await;
     a.wait_ready().await;
     b.wait_ready().await;
-    let service_account: ServiceAccount = serde_json::from_value(json!({
-        "metadata": {"name": "app", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}
-    }))
-    .unwrap();
-    Api::<ServiceAccount>::namespaced(e2e.client.clone(), &ns)
-        .create(&PostParams::default(), &service_account)
-        .await
-        .unwrap();
+    e2e.create_app_service_account(&ns).await;
     let first = e2e.secret(&ns).await.unwrap();
     let old_ca = secret_text(&first, "ca.crt");
     let want = vec![Some(old_ca.clone()), Some(old_ca.clone())];
-    poll("the replicas to set both caBundles", RESYNC + SLACK, || async {
-        let got = e2e.ca_bundles(&config).await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await;
+    e2e.wait_for_ca_bundles(&config, &want, "the replicas to set both caBundles").await;
 
     let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"generateName": "app-"},
-        "spec": {"serviceAccountName": "app", "containers": [{"name": "app", "image": "busybox"}]}
-    }))
-    .unwrap();
+    let pod = app_pod(json!({"generateName": "app-"}));
     let dry_run = PostParams { dry_run: true, ..PostParams::default() };
-    let mutated = |pod: &Pod| {
-        pod.spec.as_ref().is_some_and(|s| {
-            s.containers[0].env.iter().flatten().any(|e| e.name == "AWS_ROLE_ARN" && e.value.as_deref() == Some(ROLE))
-        })
-    };
-    poll("a dry-run pod to come back mutated", Duration::from_secs(20), || async {
-        match pods.create(&dry_run, &pod).await {
-            Ok(created) if mutated(&created) => Ok(()),
-            Ok(_) => Err("admitted unmutated".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
+    e2e.wait_until_mutated(&pods, &pod).await;
 
     // Pod creations in the background for the whole rotation, every outcome kept.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -996,7 +893,7 @@ async fn a_new_ca_is_trusted_next_to_the_old_one_until_every_replica_serves_it_a
             let mut outcomes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let outcome = match pods.create(&dry_run, &pod).await {
-                    Ok(created) if mutated(&created) => Ok(()),
+                    Ok(created) if has_role(&created) => Ok(()),
                     Ok(_) => Err("admitted unmutated".to_owned()),
                     Err(e) => Err(e.to_string()),
                 };

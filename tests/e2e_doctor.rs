@@ -11,18 +11,17 @@
 //! sideEffects None, so pods in its namespaces are admitted as sent. The doctor lists every configuration in the
 //! cluster, so the tests of this file take turns (one lock) and expect no other test's configuration to be left.
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::Duration;
 
-use e2e_support::*;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{json, Value};
+use support::e2e::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_irsa-webhook");
+use support::BIN;
 
 /// The doctor sees every MutatingWebhookConfiguration in the cluster: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -33,9 +33,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{json, Value};
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-use e2e_support::{
+mod support;
+use support::e2e::{
     assert_mutated, connect, env_value, free_port, issue_certificate, metric_value, pod, poll, webhook_config_resource,
     webhook_configs, Expected, Harness, Namespace, Scope, SETTLE_TIMEOUT,
 };
@@ -132,7 +131,7 @@ impl Front {
     async fn register(&self, scope: &Scope, name: &str, ca_bundle: Option<String>) {
         let mut config = document("reference-deploy/mutatingwebhook.yaml", "MutatingWebhookConfiguration");
         config["metadata"]["name"] = json!(name);
-        config["metadata"]["labels"] = json!({e2e_support::SCOPE_LABEL: scope.id});
+        config["metadata"]["labels"] = json!({support::e2e::SCOPE_LABEL: scope.id});
         let webhook = &mut config["webhooks"][0];
         assert_eq!(webhook["admissionReviewVersions"], json!(["v1beta1"]));
         webhook["clientConfig"]["service"]["namespace"] = json!(self.system.name);
@@ -164,11 +163,7 @@ struct Webhook {
 impl Webhook {
     fn spawn(args: &[String], env: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let binary = dir.path().join("webhook");
-        let built = Path::new(env!("CARGO_BIN_EXE_irsa-webhook"));
-        if std::fs::hard_link(built, &binary).is_err() {
-            std::fs::copy(built, &binary).expect("copy the binary");
-        }
+        let binary = support::binary_as(dir.path(), "webhook");
         let log = dir.path().join("webhook.log");
         let out = std::fs::File::create(&log).expect("log file");
         let metrics = args

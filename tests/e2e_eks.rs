@@ -34,16 +34,15 @@
 //! whatever `--test-threads` says; a configuration of that name left behind by a crashed run (it carries the
 //! scope label) is deleted first, one that these tests did not make is never touched (the test fails instead).
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use e2e_support::*;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod as TypedPod, VolumeMount};
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{json, Value};
+use support::e2e::*;
 
 // ------------------------------------------------------------------------------------------------------------------
 // Names and settings

@@ -2,18 +2,21 @@
 //! discovery document equal the API server's own, field for field; a real TokenRequest token verifies against our
 //! JWKS and matches the trust policy's conditions; `publish --from-cluster` re-homes the API server's documents.
 //!
-//! Runs with `--features e2e` after `eval "$(tests/e2e/cluster.sh env)"` (tests/run-all.sh does both).
-#![cfg(feature = "e2e")]
+//! Runs with `--features e2e` after `eval "$(tests/e2e/cluster.sh env)"` (tests/run-all.sh does both); the
+//! cluster-free cases of the same commands are in tests/oidc.rs.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// The API server this suite was pointed at; a missing variable fails the test instead of skipping it.
+mod support;
+use support::e2e::Harness;
+use support::run_binary;
+
+/// The API server of the harness (tests/support/e2e): a missing environment fails the test instead of skipping it.
 struct Cluster {
     url: String,
     token: String,
@@ -22,26 +25,20 @@ struct Cluster {
     client: reqwest::Client,
 }
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the API server and export its environment first: tests/e2e/cluster.sh start && eval \"$(tests/e2e/cluster.sh env)\"")
-    })
-}
-
 impl Cluster {
     fn from_env() -> Self {
-        let pki = PathBuf::from(var("IRSA_E2E_PKI"));
-        let ca = std::fs::read(pki.join("ca.crt")).expect("IRSA_E2E_PKI/ca.crt");
+        let harness = Harness::get();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca.crt is PEM"))
+            .add_root_certificate(reqwest::Certificate::from_pem(&harness.ca_pem()).expect("ca.crt is PEM"))
             .build()
             .expect("http client");
+        let token = std::fs::read_to_string(harness.pki.join("admin-token")).expect("the harness's admin-token");
         Self {
-            url: var("IRSA_E2E_API_URL"),
-            token: var("IRSA_E2E_ADMIN_TOKEN"),
-            pki,
-            kubeconfig: var("KUBECONFIG"),
+            url: harness.api_url.clone(),
+            token: token.trim().to_owned(),
+            pki: harness.pki.clone(),
+            kubeconfig: harness.kubeconfig.display().to_string(),
             client,
         }
     }
@@ -70,12 +67,8 @@ impl Cluster {
     }
 }
 
-fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook")).args(args).output().expect("run irsa-webhook")
-}
-
 fn success(args: &[&str]) -> Value {
-    let output = binary(args);
+    let output = run_binary(args);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
@@ -180,7 +173,7 @@ async fn publish_from_cluster_rehomes_the_api_servers_documents() {
     let served_discovery = cluster.get("/.well-known/openid-configuration").await;
     let out = tempfile::tempdir().expect("tempdir");
     let issuer = "https://irsa-e2e.s3.eu-west-1.amazonaws.com";
-    let output = binary(&[
+    let output = run_binary(&[
         "oidc",
         "publish",
         "--issuer",
@@ -209,7 +202,7 @@ async fn publish_from_cluster_rehomes_the_api_servers_documents() {
 
     // The same from the key file: identical documents.
     let from_keys = tempfile::tempdir().expect("tempdir");
-    let output = binary(&[
+    let output = run_binary(&[
         "oidc",
         "publish",
         "--issuer",
@@ -225,31 +218,4 @@ async fn publish_from_cluster_rehomes_the_api_servers_documents() {
         let b = std::fs::read(from_keys.path().join(path)).expect("read");
         assert_eq!(serde_json::from_slice::<Value>(&a).ok(), serde_json::from_slice::<Value>(&b).ok(), "{path}");
     }
-}
-
-#[test]
-fn from_cluster_with_an_unreachable_api_server_fails_in_one_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}\n\
-         users:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
-    )
-    .expect("write");
-    let output = binary(&[
-        "oidc",
-        "publish",
-        "--issuer",
-        "https://oidc.example.com",
-        "--out",
-        &dir.path().join("out").display().to_string(),
-        "--from-cluster",
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("cannot read the OIDC documents from the API server"), "{stderr}");
 }

@@ -11,8 +11,8 @@
 //! Without the harness (`KUBECONFIG`, `IRSA_E2E_*`) every test fails, saying so.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -20,14 +20,14 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use serde::Deserialize as _;
 use serde_json::{json, Value};
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
-use e2e_support::{free_port, poll};
+mod support;
+use support::e2e::{ca_bundles_of, connect, env_of, free_port, kube_client, poll, repo_root, unique, Cleanup};
+use support::{irsa_webhook, run, tool, BIN};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/e2e-rbac";
 const CONFIG_MAP_ROLE: &str = "arn:aws:iam::111122223333:role/e2e-rbac-from-configmap";
@@ -38,109 +38,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------------------------
 // The harness
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: the e2e tests need the API server of tests/e2e/cluster.sh. Run tests/run-all.sh, or \
-             `tests/e2e/cluster.sh start && eval \"$(tests/e2e/cluster.sh env)\"` before `cargo test --features e2e`"
-        ),
-    }
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// helm or kubectl from tests/tools.sh.
-fn tool(name: &str) -> PathBuf {
-    let out = Command::new(repo_root().join("tests/tools.sh"))
-        .arg(name)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/tools.sh {name}: {e}"));
-    assert!(out.status.success(), "tests/tools.sh {name} failed ({})", out.status);
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// Runs a command, panicking with its output unless it succeeds; returns stdout.
-fn run(program: &Path, args: &[&str]) -> String {
-    let out =
-        Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    assert!(
-        out.status.success(),
-        "{} {} failed ({}):\n{}{}",
-        program.display(),
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-async fn client_from(kubeconfig: &Path) -> kube::Client {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)
-        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", kubeconfig.display()));
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("kubeconfig {} is not usable: {e}", kubeconfig.display()));
-    kube::Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client: {e}"))
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{:05}", std::process::id() % 100_000, nanos % 100_000)
-}
-
 /// Plain HTTP to the metrics port, never through a proxy from the environment.
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().unwrap()
-}
-
-/// Deletes the cluster-scoped objects and the namespaces when the test ends, passed or failed: a leftover
-/// webhook configuration of the chart would intercept every pod of the shared cluster. Runs on its own thread
-/// and runtime with a fresh client, so it works from `Drop`.
-struct Cleanup {
-    kubeconfig: PathBuf,
-    /// ClusterRole, ClusterRoleBinding and MutatingWebhookConfiguration, all named after the release.
-    release: Option<String>,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let kubeconfig = self.kubeconfig.clone();
-        let release = self.release.take();
-        let namespaces = std::mem::take(&mut self.namespaces);
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let client = client_from(&kubeconfig).await;
-                if let Some(name) = release {
-                    let dp = DeleteParams::default();
-                    let results = [
-                        Api::<MutatingWebhookConfiguration>::all(client.clone()).delete(&name, &dp).await.err(),
-                        Api::<ClusterRoleBinding>::all(client.clone()).delete(&name, &dp).await.err(),
-                        Api::<ClusterRole>::all(client.clone()).delete(&name, &dp).await.err(),
-                    ];
-                    for error in results.into_iter().flatten() {
-                        if !matches!(&error, kube::Error::Api(s) if s.code == 404) {
-                            eprintln!("clean-up of {name}: {error}");
-                        }
-                    }
-                }
-                // No controller-manager: a deleted namespace stays Terminating, which is harmless.
-                for name in namespaces {
-                    let _ = Api::<Namespace>::all(client.clone()).delete(&name, &DeleteParams::default()).await;
-                }
-            })
-        })
-        .join();
-        if done.is_err() {
-            eprintln!("clean-up panicked");
-        }
-    }
 }
 
 async fn create_namespace(client: &kube::Client, cleanup: &mut Cleanup, name: &str) {
@@ -152,7 +52,7 @@ async fn create_namespace(client: &kube::Client, cleanup: &mut Cleanup, name: &s
         .create(&PostParams::default(), &namespace)
         .await
         .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
-    cleanup.namespaces.push(name.to_owned());
+    cleanup.add_kind::<Namespace>(name);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -328,16 +228,6 @@ struct Case {
     config_map: bool,
 }
 
-fn env_of(pod: &Pod) -> Vec<(String, String)> {
-    pod.spec.as_ref().unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e.name, e.value.unwrap_or_default()))
-        .collect()
-}
-
 fn role_of(pod: &Pod) -> Option<String> {
     env_of(pod).into_iter().find(|(k, _)| k == "AWS_ROLE_ARN").map(|(_, v)| v)
 }
@@ -351,18 +241,12 @@ fn pod(name: &str, service_account: &str) -> Pod {
 }
 
 async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
-    let kubeconfig = PathBuf::from(required_env("KUBECONFIG"));
-    let api_url = required_env("IRSA_E2E_API_URL");
-    let pki = PathBuf::from(required_env("IRSA_E2E_PKI"));
-    let admin = client_from(&kubeconfig).await;
-    match tokio::time::timeout(Duration::from_secs(10), admin.apiserver_version()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => panic!("the API server at {api_url} does not answer: {e}"),
-        Err(_) => panic!("the API server at {api_url} did not answer in 10 s"),
-    }
+    let cluster = connect().await;
+    let (kubeconfig, api_url, pki) = (&cluster.harness.kubeconfig, &cluster.harness.api_url, &cluster.harness.pki);
+    let admin = cluster.client.clone();
     let kubectl = tool("kubectl");
     let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup { kubeconfig: kubeconfig.clone(), release: None, namespaces: Vec::new() };
+    let mut cleanup = Cleanup::new(kubeconfig);
 
     let id = unique("rbac");
     // A release name containing the chart's name is the full name of every object.
@@ -401,7 +285,10 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
     }
     let manifest = dir.path().join("chart-objects.json");
     std::fs::write(&manifest, json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string()).unwrap();
-    cleanup.release = Some(release.clone());
+    // Every cluster-scoped object of the chart is named after the release.
+    cleanup.add_kind::<MutatingWebhookConfiguration>(&release);
+    cleanup.add_kind::<ClusterRoleBinding>(&release);
+    cleanup.add_kind::<ClusterRole>(&release);
     run(&kubectl, &["apply", "-f", manifest.to_str().unwrap()]);
 
     let config_name = rendering.one("MutatingWebhookConfiguration")["metadata"]["name"].as_str().unwrap().to_owned();
@@ -443,7 +330,7 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
         .unwrap(),
     )
     .unwrap();
-    let as_webhook = client_from(&sa_kubeconfig).await;
+    let as_webhook = kube_client(&sa_kubeconfig).await;
 
     // The rendered Deployment's command line, listening on the Service's ClusterIP instead of the pod's address.
     let (mut args, env) = deployment_command(&rendering, &ns);
@@ -463,16 +350,12 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
 
     let log = dir.path().join("webhook.log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
-    command.args(&args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
     // Only the Deployment's environment: no IRSA_* flag or KUBECONFIG of the test runner may leak in.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IRSA_") || key == "KUBECONFIG" || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
+    let mut command = irsa_webhook();
+    command.args(&args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+    command.env_remove("KUBECONFIG").env_remove("RUST_LOG");
     command.envs(env.iter().map(|(k, v)| (k, v)));
-    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_irsa-webhook")));
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
     let mut webhook = Webhook { child, log, metrics: format!("http://{cluster_ip}:{metrics_port}") };
 
     // Ready: the ServiceAccount list (cluster-wide) synced and the certificate loaded from the Secret it created.
@@ -507,12 +390,7 @@ async fn chart_rbac_runs_the_webhook_and_allows_nothing_else(case: Case) {
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
     poll("the webhook to patch its configuration's caBundle", TIMEOUT, || async {
         let current = configurations.get(&config_name).await.map_err(|e| e.to_string())?;
-        let bundles: Vec<_> = current
-            .webhooks
-            .unwrap_or_default()
-            .iter()
-            .map(|w| w.client_config.ca_bundle.as_ref().map(|b| String::from_utf8_lossy(&b.0).into_owned()))
-            .collect();
+        let bundles: Vec<_> = ca_bundles_of(&current);
         if !bundles.is_empty() && bundles.iter().all(|b| b.as_deref() == Some(ca.as_str())) {
             Ok(())
         } else {

@@ -25,8 +25,7 @@
 //! Run: `tests/e2e/cluster.sh start && eval "$(tests/e2e/cluster.sh env)"`, then
 //! `cargo test --features e2e --test e2e_sdk -- --test-threads=1` (the first run installs the SDKs: minutes).
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,10 +38,10 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use e2e_support::*;
 use irsa_webhook::doctor::MINIMUM_SDK_VERSIONS;
 use kube::api::PostParams;
 use serde_json::{json, Value};
+use support::e2e::*;
 
 const ACCOUNT: &str = "111122223333";
 /// Given to the webhook as `--aws-default-region`, as on EKS: the SDKs need a region to sign GetCallerIdentity.

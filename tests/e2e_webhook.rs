@@ -16,18 +16,17 @@
 //! the webhook chain (recorded by a test webhook placed before ours) gets those fields added back and is sent to
 //! the running binary; its patch must leave them untouched.
 
-#[path = "e2e_support/mod.rs"]
-mod e2e_support;
+mod support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e_support::*;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
+use support::e2e::*;
 
 fn role(name: &str) -> String {
     format!("arn:aws:iam::111122223333:role/{name}")
@@ -538,26 +537,10 @@ async fn webhook_down_ignore_admits_fail_refuses_and_recovery_mutates() {
     drop(back);
 }
 
-/// Writes a cert/key pair the way the kubelet updates a Secret volume: a new `..<version>` directory, an atomic
-/// `..data` symlink swap, `tls.crt`/`tls.key` symlinks through `..data`, the previous directory removed.
-fn secret_volume_write(dir: &std::path::Path, version: &str, cert: &std::path::Path, key: &std::path::Path) {
-    let versioned = dir.join(format!("..{version}"));
-    std::fs::create_dir_all(&versioned).expect("versioned dir");
-    std::fs::copy(cert, versioned.join("tls.crt")).expect("copy cert");
-    std::fs::copy(key, versioned.join("tls.key")).expect("copy key");
-    let previous = std::fs::read_link(dir.join("..data")).ok();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink ..data_tmp");
-    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
-    for file in ["tls.crt", "tls.key"] {
-        if std::fs::symlink_metadata(dir.join(file)).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).expect("file symlink");
-        }
-    }
-    if let Some(previous) = previous {
-        std::fs::remove_dir_all(dir.join(previous)).expect("remove the previous version");
-    }
+/// A cert/key pair written the way the kubelet updates a Secret volume ([`support::secret_volume_write`]).
+fn secret_volume_write_pair(dir: &std::path::Path, version: &str, cert: &std::path::Path, key: &std::path::Path) {
+    let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    support::secret_volume_write(dir, version, &[("tls.crt", &read(cert)), ("tls.key", &read(key))]);
 }
 
 /// Scenario 9: the serving certificate is rotated (Secret-volume layout, `..data` swap) twice while pods are being
@@ -571,7 +554,7 @@ async fn certificate_rotation_under_load_fails_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).expect("cert dir");
-    secret_volume_write(&certs, "v1", &harness.webhook_cert(), &harness.webhook_key());
+    secret_volume_write_pair(&certs, "v1", &harness.webhook_cert(), &harness.webhook_key());
     let localhost: IpAddr = "127.0.0.1".parse().expect("ip");
     let (cert2, key2) = issue_certificate(&dir.path().join("v2"), "irsa-webhook", "irsa-system", &[localhost]);
     let (cert3, key3) = issue_certificate(&dir.path().join("v3"), "irsa-webhook", "irsa-system", &[localhost]);
@@ -586,7 +569,7 @@ async fn certificate_rotation_under_load_fails_nothing() {
 
     let ca_pem = harness.ca_pem();
     for (round, (version, cert, key)) in [("v2", &cert2, &key2), ("v3", &cert3, &key3)].into_iter().enumerate() {
-        secret_volume_write(&certs, version, cert, key);
+        secret_volume_write_pair(&certs, version, cert, key);
         let swapped = Instant::now();
         let want = first_cert_der(cert);
         poll(&format!("the webhook to serve certificate {version}"), SETTLE_TIMEOUT, || async {

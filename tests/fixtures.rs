@@ -4,12 +4,15 @@
 //! mutation flags exactly as on the command line, and what must come out: the whole mutated pod (or `unchanged`)
 //! and the warnings. Every case is also checked for properties that hold for any input: the mutation is idempotent,
 //! the result is still a Pod, and nothing is added twice. Converted reference cases (`reference:`) are compared
-//! with the outcome of the reference webhook's own expected patch.
+//! with the outcome of the reference webhook's own expected patch; when the originals (outside the repository) are
+//! there, `converted_reference_cases_match_the_originals` checks each patch was copied verbatim, and otherwise says
+//! it was skipped.
 //!
 //! All failing files are reported at once. `FIXTURES_SHOW_ACTUAL=1` also prints the actual mutated pod as YAML.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -103,7 +106,8 @@ fn every_fixture_holds() {
             Err(problems) => failures.push(format!("{name}:\n{}", indent(&problems))),
         }
     }
-    // Every reference fixture is converted (16 in ../shared/reference/fixtures).
+    // Every reference fixture is converted (16 in ../shared/reference/fixtures; see
+    // converted_reference_cases_match_the_originals for the check against them).
     if reference_sources.len() != 16 {
         failures.push(format!("expected 16 converted reference fixtures, found {}", reference_sources.len()));
     }
@@ -114,6 +118,68 @@ fn every_fixture_holds() {
         files.len(),
         failures.join("\n\n")
     );
+}
+
+/// The reference webhook's own fixtures, outside the repository: `$IRSA_SHARED/reference/fixtures`, by default
+/// `../shared/reference/fixtures` beside the checkout (where CI and the workplace put shared/).
+fn reference_originals() -> PathBuf {
+    let shared = std::env::var_os("IRSA_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    shared.join("reference/fixtures")
+}
+
+/// The converted reference cases against the originals, when they are there: every original is converted once,
+/// and each `expectedPatch` is the original's, verbatim. Without the originals the converted fixtures in the
+/// repository are the test (`every_fixture_holds`), and this one says plainly that it was skipped.
+#[test]
+fn converted_reference_cases_match_the_originals() {
+    let originals = reference_originals();
+    if !originals.is_dir() {
+        // Straight to stderr: libtest captures println!/eprintln! of passing tests, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED fixtures::converted_reference_cases_match_the_originals: {} is absent (set IRSA_SHARED to the \
+             shared/ folder); the converted cases under tests/fixtures/mutate/reference are still checked",
+            originals.display()
+        );
+        return;
+    }
+    let mut want = Vec::new();
+    original_files(&originals, &originals, &mut want);
+    want.sort();
+    let mut files = Vec::new();
+    case_files(&fixtures_root().join("reference"), &mut files);
+    let mut converted = Vec::new();
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        let case: Case =
+            serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: not a fixture: {e}", file.display()));
+        let Some(reference) = case.reference else { continue };
+        let source = originals.join(&reference.source);
+        match std::fs::read_to_string(&source) {
+            Ok(original) if original.contains(&reference.expected_patch) => {}
+            Ok(_) => failures.push(format!("{}: expectedPatch is not the one in {}", file.display(), source.display())),
+            Err(e) => failures.push(format!("{}: cannot read its source {}: {e}", file.display(), source.display())),
+        }
+        converted.push(reference.source);
+    }
+    converted.sort();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(converted, want, "every original in {} is converted exactly once", originals.display());
+}
+
+/// The fixture files below `dir` (not the licence files), as paths relative to `root`.
+fn original_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            original_files(root, &path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            out.push(path.strip_prefix(root).unwrap_or(&path).display().to_string());
+        }
+    }
 }
 
 fn indent(text: &str) -> String {
@@ -279,15 +345,8 @@ fn duplicates(pod: &Value) -> BTreeSet<String> {
 
 /// Applies the reference's expected patch to the same input and compares outcomes, ignoring Go artefacts.
 fn check_reference(problems: &mut String, file: &Path, case: &Case, reference: &Reference, ours: &Value) {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/fixtures").join(&reference.source);
     if !file.starts_with(fixtures_root().join("reference")) {
         let _ = writeln!(problems, "reference cases belong under tests/fixtures/mutate/reference/");
-    }
-    // The original file lives outside the repository; when it is there, the patch must be copied verbatim.
-    if let Ok(original) = std::fs::read_to_string(&source) {
-        if !original.contains(&reference.expected_patch) {
-            let _ = writeln!(problems, "expectedPatch is not the one in {}", source.display());
-        }
     }
     let patch: json_patch::Patch = match serde_json::from_str(&reference.expected_patch) {
         Ok(patch) => patch,

@@ -7,7 +7,7 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +16,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod support;
+use support::{free_loopback_port, irsa_webhook};
+
 /// The chart's memory limit, and so the budget of every RSS assertion.
 const MEMORY_BUDGET_KIB: u64 = 256 * 1024;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
-}
 
 /// The binary, serving the example ServiceAccounts with a self-signed certificate on two loopback ports.
 struct Webhook {
@@ -44,10 +43,10 @@ impl Webhook {
 
     fn spawn(args: &[&str], nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (port, metrics_port) = (free_port(), free_port());
+        let (port, metrics_port) = (free_loopback_port(), free_loopback_port());
         let ca_path = dir.path().join("ca.crt");
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+        let mut command = irsa_webhook();
         command
             .args(["serve", "--self-signed", "--service-accounts", "examples/serviceaccounts.yaml"])
             .args(["--bind-address", "127.0.0.1", "--log-format", "text"])

@@ -21,9 +21,9 @@ use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Map, Value};
 
 /// The invariants every mutation must satisfy, shared with the fuzz target `fuzz/fuzz_targets/mutate.rs`.
-#[path = "support/pod_invariants.rs"]
-mod pod_invariants;
-use pod_invariants::{check_patch, drop_nulls, duplicates, ops, typed_pod};
+mod support;
+use support::arbitrary_json;
+use support::pod_invariants::{check_patch, drop_nulls, duplicates, ops, typed_pod};
 
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const CC_PATH: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
@@ -40,24 +40,6 @@ fn config(cases: u32) -> ProptestConfig {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Generators
-
-/// Small arbitrary JSON, for unknown fields and for corrupting pods.
-fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        (-1.0e6f64..1.0e6).prop_map(|f| json!(f)),
-        "[a-zA-Z0-9 /~._-]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z~/_-]{1,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 const ENV_NAMES: &[&str] = &[
     "AWS_ROLE_ARN",
@@ -142,7 +124,7 @@ fn arb_container() -> impl Strategy<Value = Value> {
         }
         other => other,
     });
-    (env, mounts, container_context, prop::option::of(arb_json()), any::<bool>()).prop_map(
+    (env, mounts, container_context, prop::option::of(arbitrary_json()), any::<bool>()).prop_map(
         |(env, mounts, context, unknown, always)| {
             let mut c = Map::new();
             c.insert("image".into(), json!("busybox"));
@@ -217,7 +199,7 @@ fn arb_pod() -> impl Strategy<Value = Value> {
             1 => Just(Some(json!({"app": "web"}))),
             1 => Just(Some(json!({"eks.amazonaws.com/pod-identity": "enabled", "a/b~c": "x"}))),
         ],
-        prop::option::of(arb_json()),
+        prop::option::of(arbitrary_json()),
         // Metadata as usual, absent, or null (valid input to the offline `mutate` command).
         prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
     )
@@ -531,7 +513,7 @@ proptest! {
 
     /// Arbitrary JSON: Ok or Err, never a panic, with or without an identity, through the offline pipeline too.
     #[test]
-    fn arbitrary_json_never_panics(value in arb_json(), identity in arb_identity(), settings in arb_settings()) {
+    fn arbitrary_json_never_panics(value in arbitrary_json(), identity in arb_identity(), settings in arb_settings()) {
         let identity = identity.get();
         let _ = mutate(&value, Some(&identity), &settings);
         let _ = mutate(&value, None, &settings);
@@ -553,7 +535,7 @@ proptest! {
     fn corrupted_pods_are_answered(
         pod in arb_pod(),
         pick in any::<prop::sample::Index>(),
-        junk in arb_json(),
+        junk in arbitrary_json(),
         identity in arb_identity(),
         settings in arb_settings(),
     ) {

@@ -3,19 +3,18 @@
 //! published JWK, and bad issuers are refused with one line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use irsa_webhook::oidc::{self, Curve, PublicKey};
 use serde_json::{json, Value};
 
-fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook")).args(args).output().expect("run irsa-webhook")
-}
+mod support;
+use support::run_binary;
 
 fn success(args: &[&str]) -> String {
-    let output = binary(args);
+    let output = run_binary(args);
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8")
 }
@@ -373,12 +372,40 @@ fn refusals_are_one_line_and_non_zero() {
         (vec!["oidc", "jwks", "--key", "/nonexistent/sa.pub"], "cannot read /nonexistent/sa.pub"),
         (vec!["oidc", "jwks", "--key", &not_a_key], "no PEM block"),
     ] {
-        let output = binary(&args);
+        let output = run_binary(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} succeeded");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("irsa-webhook: ") && stderr.contains(reason), "{args:?}: {stderr}");
     }
     // Publishing needs a source of keys.
-    assert!(!binary(&["oidc", "publish", "--issuer", "https://a.example", "--out", &out]).status.success());
+    assert!(!run_binary(&["oidc", "publish", "--issuer", "https://a.example", "--out", &out]).status.success());
+}
+
+/// `publish --from-cluster` needs no cluster to fail well: an API server that is not there is one line.
+#[test]
+fn from_cluster_with_an_unreachable_api_server_fails_in_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}\n\
+         users:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+    )
+    .expect("write");
+    let output = run_binary(&[
+        "oidc",
+        "publish",
+        "--issuer",
+        "https://oidc.example.com",
+        "--out",
+        &dir.path().join("out").display().to_string(),
+        "--from-cluster",
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read the OIDC documents from the API server"), "{stderr}");
 }

@@ -21,6 +21,9 @@ use irsa_webhook::store::{Lookup, ServiceAccountSource, SourceStats};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+mod support;
+use support::secret_volume_write;
+
 const SERVICE_ACCOUNTS: &str = "kind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n";
 
 /// A source whose readiness and speed the test controls.
@@ -63,9 +66,9 @@ struct Running {
     first_ca: String,
 }
 
-fn write_pair(dir: &Path, certs: &GeneratedCerts) {
-    std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
-    std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
+/// Writes a pair the way the kubelet updates a Secret volume (new directory, then an atomic `..data` swap).
+fn write_pair(dir: &Path, version: &str, certs: &GeneratedCerts) {
+    secret_volume_write(dir, version, &[("tls.crt", certs.cert_pem.as_bytes()), ("tls.key", certs.key_pem.as_bytes())]);
 }
 
 fn sans() -> Vec<String> {
@@ -81,7 +84,7 @@ async fn start_with_delay(source: Arc<dyn ServiceAccountSource>, limits: Limits,
     // Kubernetes Secret volume layout: files are symlinks through `..data` to a timestamped directory.
     let cert_dir = dir.path().join("certs");
     let first = generate(&sans(), 30, 30).unwrap();
-    secret_volume_write(&cert_dir, "v1", &first);
+    write_pair(&cert_dir, "v1", &first);
     let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("https://localhost:{}", listeners.mutate.local_addr().unwrap().port());
     let metrics = format!("http://127.0.0.1:{}", listeners.metrics.local_addr().unwrap().port());
@@ -104,23 +107,6 @@ async fn start_with_delay(source: Arc<dyn ServiceAccountSource>, limits: Limits,
         let _ = stopped.await;
     }));
     Running { url, metrics, stop: Some(stop), task, _dir: dir, cert_dir, first_ca: first.ca_pem }
-}
-
-/// Writes a pair the way the kubelet updates a Secret volume: new directory, then an atomic `..data` swap.
-fn secret_volume_write(dir: &Path, version: &str, certs: &GeneratedCerts) {
-    std::fs::create_dir_all(dir).unwrap();
-    let versioned = dir.join(format!("..{version}"));
-    std::fs::create_dir_all(&versioned).unwrap();
-    write_pair(&versioned, certs);
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    for file in ["tls.crt", "tls.key"] {
-        if !dir.join(file).exists() {
-            std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).unwrap();
-        }
-    }
 }
 
 fn client(cas: &[&str], reuse: bool) -> reqwest::Client {
@@ -271,7 +257,7 @@ async fn certificate_rotation_is_served_without_restart_and_without_failed_hands
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    secret_volume_write(&server.cert_dir, "v2", &second);
+    write_pair(&server.cert_dir, "v2", &second);
     let (ok, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "{failed} of {} requests failed during rotation", ok + failed);
 

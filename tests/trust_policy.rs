@@ -4,13 +4,12 @@
 //! UPDATE_GOLDEN=1 cargo test --test trust_policy   rewrites the expected parts after an intended change.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_irsa-webhook")).args(args).output().expect("run irsa-webhook")
-}
+mod support;
+use support::run_binary;
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trust-policy");
@@ -52,7 +51,7 @@ fn golden_outputs() {
         let (header, args, expected) = parse_fixture(&text);
         let mut argv = vec!["trust-policy"];
         argv.extend(args.iter().map(String::as_str));
-        let output = binary(&argv);
+        let output = run_binary(&argv);
         let stdout = String::from_utf8(output.stdout).expect("utf-8");
         assert!(output.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&output.stderr));
         if update {
@@ -85,8 +84,8 @@ fn terraform_evaluates_to_the_json_policy() {
         "--audience",
         "aud-with-${template}",
     ];
-    let json: Value = serde_json::from_slice(&binary(&base).stdout).expect("json output");
-    let hcl = String::from_utf8(binary(&[&base[..], &["-o", "terraform"]].concat()).stdout).expect("utf-8");
+    let json: Value = serde_json::from_slice(&run_binary(&base).stdout).expect("json output");
+    let hcl = String::from_utf8(run_binary(&[&base[..], &["-o", "terraform"]].concat()).stdout).expect("utf-8");
 
     let expression = hcl
         .split_once("assume_role_policy = ")
@@ -129,7 +128,7 @@ fn refusals_are_one_line_and_non_zero() {
         (&["--issuer", issuer, "--account", account, "--role-name", "x"][..], "-o terraform"),
         (&["--issuer", issuer, "--account", account, "-o", "terraform", "--role-name", "a b"][..], "IAM role name"),
     ] {
-        let output = binary(&[&base[..], extra].concat());
+        let output = run_binary(&[&base[..], extra].concat());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{extra:?} succeeded");
         assert!(output.stdout.is_empty(), "{extra:?} printed to stdout");
@@ -140,7 +139,7 @@ fn refusals_are_one_line_and_non_zero() {
 
 #[test]
 fn a_port_in_the_issuer_is_a_warning() {
-    let output = binary(&[
+    let output = run_binary(&[
         "trust-policy",
         "--issuer",
         "https://oidc.example.com:8443",

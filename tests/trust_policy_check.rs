@@ -4,9 +4,8 @@
 //!
 //! UPDATE_GOLDEN=1 cargo test --test trust_policy_check   rewrites the expected parts after an intended change.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use irsa_webhook::doctor::Status;
 use irsa_webhook::iam::{self, Decision, Facts};
@@ -16,23 +15,11 @@ use irsa_webhook::trust_policy::TrustPolicyRequest;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_irsa-webhook");
+mod support;
+use support::{irsa_webhook, output_with_stdin};
 
 fn check(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(["trust-policy", "check"])
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run irsa-webhook");
-    let mut input = child.stdin.take().expect("stdin");
-    // The binary may stop reading early (a refused size); a broken pipe is not the test's concern.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("wait")
+    output_with_stdin(irsa_webhook().args(["trust-policy", "check"]).args(args).env_clear(), stdin)
 }
 
 fn fixture_dir() -> PathBuf {

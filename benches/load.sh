@@ -44,7 +44,7 @@ cargo build --release --quiet --bin irsa-webhook --example baseline_server
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "${SERVER[@]}" target/release/irsa-webhook serve --self-signed --ca-bundle-out "$WORK/ca.crt" \
-  --service-accounts examples/serviceaccounts.yaml --port "$HOOK_PORT" --metrics-port "$METRICS_PORT" \
+  --service-accounts examples/serviceaccounts.yaml --port "$HOOK_PORT" --metrics-port "$METRICS_PORT" --shutdown-delay 0s \
   --bind-address 127.0.0.1 2>/dev/null &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$METRICS_PORT/readyz" >/dev/null && break; sleep 0.1; done

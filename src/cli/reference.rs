@@ -89,8 +89,18 @@ impl ServeArgs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::ffi::OsString;
+
+    /// The arguments of deploy/deployment-base.yaml of amazon-eks-pod-identity-webhook.
+    pub(crate) const REFERENCE_DEPLOYMENT_ARGS: &[&str] = &[
+        "--in-cluster=false",
+        "--namespace=default",
+        "--service-name=pod-identity-webhook",
+        "--annotation-prefix=eks.amazonaws.com",
+        "--token-audience=sts.amazonaws.com",
+        "--logtostderr",
+    ];
 
     use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
@@ -200,16 +210,7 @@ mod tests {
 
     #[test]
     fn the_reference_deploy_and_kops_command_lines() {
-        // deploy/deployment-base.yaml of amazon-eks-pod-identity-webhook.
-        let args = serve(&[
-            "/webhook",
-            "--in-cluster=false",
-            "--namespace=default",
-            "--service-name=pod-identity-webhook",
-            "--annotation-prefix=eks.amazonaws.com",
-            "--token-audience=sts.amazonaws.com",
-            "--logtostderr",
-        ]);
+        let args = serve(&[&["/webhook"], REFERENCE_DEPLOYMENT_ARGS].concat());
         assert_eq!((args.namespace.as_str(), args.klog.logtostderr), ("default", Some(true)));
         assert!(matches!(decide(&args.cert_flags()).unwrap().0, CertMode::Files { .. }));
         // kops's add-on (eks-pod-identity-webhook.addons.k8s.io).

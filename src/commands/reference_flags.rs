@@ -124,14 +124,7 @@ mod tests {
 
     #[test]
     fn the_reference_deployment_decides_files_at_the_reference_paths() {
-        let args = serve(&[
-            "--in-cluster=false",
-            "--namespace=default",
-            "--service-name=pod-identity-webhook",
-            "--annotation-prefix=eks.amazonaws.com",
-            "--token-audience=sts.amazonaws.com",
-            "--logtostderr",
-        ]);
+        let args = serve(crate::cli::reference::tests::REFERENCE_DEPLOYMENT_ARGS);
         let startup = startup(&args).unwrap();
         assert_eq!(
             startup.certificate,

@@ -12,11 +12,19 @@ pub struct ProblemLog {
     last: Option<String>,
     /// Lines logged so far: (problems, recoveries).
     lines: (u64, u64),
+    /// Problems at error level rather than warning (a problem that takes something away from pods).
+    error_level: bool,
 }
 
 impl ProblemLog {
     pub fn new(subject: impl Into<String>) -> Self {
-        Self { subject: subject.into(), last: None, lines: (0, 0) }
+        Self { subject: subject.into(), last: None, lines: (0, 0), error_level: false }
+    }
+
+    /// Logs problems at error level.
+    pub fn at_error_level(mut self) -> Self {
+        self.error_level = true;
+        self
     }
 
     /// Logs `problem` as a warning, with what is done about it, unless it is the problem already logged. Returns
@@ -26,7 +34,11 @@ impl ProblemLog {
         if self.last.as_deref() == Some(text.as_str()) {
             return false;
         }
-        tracing::warn!(error = %text, "{}: {meanwhile}", self.subject);
+        if self.error_level {
+            tracing::error!(error = %text, "{}: {meanwhile}", self.subject);
+        } else {
+            tracing::warn!(error = %text, "{}: {meanwhile}", self.subject);
+        }
         self.last = Some(text);
         self.lines.0 += 1;
         true

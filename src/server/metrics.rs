@@ -574,6 +574,16 @@ impl Metrics {
         out.line(format_args!("irsa_webhook_reviews_offloaded_total {}", load(&self.reviews_offloaded)));
         out.family("irsa_webhook_service_accounts_cached", "ServiceAccounts held in the cache.", "gauge");
         out.line(format_args!("irsa_webhook_service_accounts_cached {}", stats.cached));
+        out.family(
+            "irsa_webhook_watched_file_rejected_versions_total",
+            "Versions of a watched file (--watch-container-credentials-config, --tls-cert/--tls-key) that did not \
+             parse; the last good version stays in use.",
+            "counter",
+        );
+        out.line(format_args!(
+            "irsa_webhook_watched_file_rejected_versions_total {}",
+            crate::store::watched_file::rejected_versions_total()
+        ));
 
         // --- The reference's own counters, then the process (names of the Go client's process collector). ---
         out.family(

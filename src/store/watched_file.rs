@@ -31,6 +31,17 @@ use crate::log_once::ProblemLog;
 /// How often a watched file is re-read.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Versions of any watched file that did not parse, process-wide: what `/metrics` exports as
+/// `irsa_webhook_watched_file_rejected_versions_total`. Process-wide because the files a webhook watches (the
+/// container-credentials config, the certificate pair) are process-wide too, and the server that renders the
+/// metrics does not own them.
+static REJECTED_VERSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`REJECTED_VERSIONS`].
+pub fn rejected_versions_total() -> u64 {
+    REJECTED_VERSIONS.load(Ordering::Relaxed)
+}
+
 /// What is done about a problem, in its log line.
 const KEEPING: &str = "keeping the last good version";
 
@@ -115,7 +126,11 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
             parse,
             current: RwLock::new(Arc::new(initial)),
             // Never equal to a real digest's first read: the first reload parses whatever is there.
-            seen: Mutex::new(Seen { digest: [0xff; 32], parse_error: None, problem: ProblemLog::new(shown(&path)) }),
+            seen: Mutex::new(Seen {
+                digest: [0xff; 32],
+                parse_error: None,
+                problem: ProblemLog::new(shown(&path)).at_error_level(),
+            }),
             missing_is_empty: true,
             rejected: AtomicU64::new(0),
         };
@@ -229,6 +244,7 @@ impl<T: Send + Sync + 'static> WatchedFile<T> {
     /// logged once, and remembered so an unchanged file does not clear the problem.
     fn rejected_version(&self, error: &WatchedFileError) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        REJECTED_VERSIONS.fetch_add(1, Ordering::Relaxed);
         let mut seen = self.lock_seen();
         seen.problem.problem(error, KEEPING);
         seen.parse_error = Some(error.to_string());
@@ -452,6 +468,8 @@ mod tests {
         assert_eq!(file.problem_lines_logged(), (2, 0), "back but broken: one more line, and no recovery yet");
         assert!(file.current().contains(&ServiceAccountRef::new("ns", "a")));
         assert_eq!(file.rejected(), 1, "one bad version, counted once");
+        // The process-wide count /metrics exports (other tests may add to it meanwhile).
+        assert!(rejected_versions_total() >= 1);
         std::fs::write(&path, identities(&["b"])).unwrap();
         assert!(file.reload().await.unwrap());
         assert_eq!(file.problem_lines_logged(), (2, 1), "one line for the recovery");

@@ -8,23 +8,11 @@
 //! serde_json parse into a Value and its serialization of the same bytes). Without arguments (`cargo bench`) it
 //! runs each mode once on each example review, as a smoke test.
 
-use std::sync::Arc;
-
 use irsa_webhook::admission::Admission;
-use irsa_webhook::manifest::parse_service_accounts;
-use irsa_webhook::settings::MutationSettings;
-use irsa_webhook::store::file::FileSource;
 use serde_json::Value;
 
-fn admission() -> Admission {
-    let settings = Arc::new(MutationSettings::default());
-    let service_accounts = parse_service_accounts(include_str!("../examples/serviceaccounts.yaml")).expect("examples");
-    Admission {
-        source: Arc::new(FileSource::from_manifests(service_accounts, &settings)),
-        settings,
-        container_credentials: None,
-    }
-}
+mod support;
+use support::admission;
 
 fn run(mode: &str, bytes: &[u8], iterations: usize, admission: &Admission) -> usize {
     let mut out = 0;

@@ -5,16 +5,15 @@
 //! cargo bench --bench mutate -- --warm-up-time 1 --measurement-time 3
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use irsa_webhook::admission::Admission;
 use irsa_webhook::identity::{Credentials, Identity, ServiceAccountRef};
-use irsa_webhook::manifest::parse_service_accounts;
 use irsa_webhook::mutate::{mutate, Pod};
 use irsa_webhook::settings::MutationSettings;
-use irsa_webhook::store::file::FileSource;
 use serde_json::{json, Value};
+
+mod support;
+use support::admission;
 
 /// The two reviews `benches/load.sh` sends: the README's example, and a Deployment's pod as the API server sends
 /// it (managedFields, ownerReferences, two containers with probes, resources, ports and ten env vars each, the
@@ -23,16 +22,6 @@ const REVIEWS: [(&str, &str); 2] = [
     ("example", include_str!("../examples/admission-review.json")),
     ("deployment", include_str!("../examples/admission-review-deployment.json")),
 ];
-
-fn admission() -> Admission {
-    let settings = Arc::new(MutationSettings::default());
-    let service_accounts = parse_service_accounts(include_str!("../examples/serviceaccounts.yaml")).expect("examples");
-    Admission {
-        source: Arc::new(FileSource::from_manifests(service_accounts, &settings)),
-        settings,
-        container_credentials: None,
-    }
-}
 
 /// Answering a review against the floor of touching its bytes at all with serde_json.
 fn review(c: &mut Criterion) {

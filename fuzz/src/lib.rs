@@ -182,21 +182,16 @@ pub fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     }
 }
 
+include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+
 /// The pods of the repository's fixtures (`tests/fixtures/**`, `examples/`), in path order: realistic starting
-/// points for the `mutate` target. Read once, from the source tree the target was built from.
+/// points for the `mutate` target. Embedded at build time by `build.rs`, parsed once.
 pub fn fixture_pods() -> &'static [Value] {
     static PODS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
     PODS.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut files = Vec::new();
-        yaml_files(&root.join("tests/fixtures"), &mut files);
-        files.push(root.join("examples/pod.yaml"));
-        files.push(root.join("examples/admission-review.json"));
-        files.sort();
         let mut pods = Vec::new();
-        for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
-            for document in irsa_webhook::manifest::parse_documents(&text).unwrap_or_default() {
+        for (_, text) in FIXTURE_FILES {
+            for document in irsa_webhook::manifest::parse_documents(text).unwrap_or_default() {
                 // A fixture case holds its pod under `pod`, and the expected one under `expect.pod`; a review holds
                 // it under `request.object`; a pod file is the pod.
                 for pointer in ["/pod", "/expect/pod", "/request/object"] {
@@ -207,18 +202,7 @@ pub fn fixture_pods() -> &'static [Value] {
                 }
             }
         }
-        assert!(!pods.is_empty(), "no fixture pods found under {}", root.display());
+        assert!(!pods.is_empty(), "no fixture pods among the {} embedded files", FIXTURE_FILES.len());
         pods
     })
-}
-
-fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml") {
-            out.push(path);
-        }
-    }
 }

@@ -22,7 +22,7 @@ const API_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     #[error("body is not a JSON AdmissionReview: {}", abridged(&.0.to_string()))]
-    NotJson(#[source] serde_json::Error),
+    NotJson(#[source] crate::json::Error),
     #[error("unsupported apiVersion {0:?}; expected admission.k8s.io/v1 or admission.k8s.io/v1beta1")]
     ApiVersion(String),
     #[error("kind is {0:?}, not AdmissionReview")]
@@ -168,7 +168,7 @@ impl Admission {
     /// Answers one review. Errors only for bodies that are not a review at all; a review about a bad pod is answered
     /// `allowed: true` with a warning — we never deny a pod because of our own decode problem.
     pub async fn review(&self, body: &[u8]) -> Result<Reviewed, AdmissionError> {
-        let review: ReviewIn = serde_json::from_slice(body).map_err(AdmissionError::NotJson)?;
+        let review: ReviewIn = crate::json::from_slice(body).map_err(AdmissionError::NotJson)?;
         let api_version = review.api_version.unwrap_or_default();
         let api_version = API_VERSIONS
             .into_iter()

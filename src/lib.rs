@@ -12,6 +12,9 @@ pub mod doctor;
 pub mod iam;
 pub mod identity;
 pub mod imds;
+/// Public only for the differential tests and the fuzz target: not an API of its own.
+#[doc(hidden)]
+pub mod json;
 pub mod kube_client;
 pub mod log_once;
 pub mod manifest;

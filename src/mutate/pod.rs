@@ -22,9 +22,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pod<'a> {
 }
 
 impl<'a> Pod<'a> {
-    /// Decodes a pod from JSON text (the API server's bytes).
+    /// Decodes a pod from JSON text (the API server's bytes), with the request path's reader ([`crate::json`]).
     pub fn from_json(json: &'a [u8]) -> Result<Self, MutateError> {
-        serde_json::from_slice(json).map_err(|e| MutateError::Decode(e.to_string()))
+        crate::json::from_slice(json).map_err(|e| MutateError::Decode(e.to_string()))
     }
 
     /// Decodes a pod from a parsed manifest, borrowing its strings.

@@ -1,5 +1,9 @@
 //! Arbitrary bytes → `Admission::review`, as the server calls it for every POST /mutate body.
 //!
+//! First, the request path's JSON reader against serde_json on the same bytes (`tests/support/json_contract.rs`):
+//! the same `Value` or both refuse; the same `Pod` wherever serde_json decodes one, and the same decision on valid
+//! JSON.
+//!
 //! Every input is reviewed under two settings profiles, against a few ServiceAccounts (a role, no role, container
 //! credentials, every optional annotation, `fs-group: off`, `default/default`). Checked:
 //! - never a panic; a refused body's message is bounded (it is logged and sent back);
@@ -103,6 +107,9 @@ fn admissions() -> &'static [(Admission, usize)] {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if let Err(broken) = common::json_contract::check(data) {
+        panic!("{broken}");
+    }
     for (admission, longest) in admissions() {
         check(admission, *longest, data);
     }

@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 
 pub mod model;
 
+/// The request path's JSON reader against serde_json; shared with `tests/json_differential.rs`.
+#[path = "../../tests/support/json_contract.rs"]
+pub mod json_contract;
 /// The checks every mutation must pass; shared with `tests/mutate_props.rs`.
 #[path = "../../tests/support/pod_invariants.rs"]
 pub mod pod_invariants;

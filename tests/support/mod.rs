@@ -5,6 +5,7 @@
 //! Use it from a test file with `mod support;`. Each test file uses a part of it, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod json_contract;
 pub mod pod_invariants;
 
 #[cfg(feature = "e2e")]

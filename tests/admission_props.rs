@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 mod support;
 use support::arbitrary_json;
+use support::pointers::pointers;
 
 fn admission() -> Admission {
     let sas = parse_service_accounts(
@@ -38,16 +39,6 @@ fn base_review() -> Value {
     })
 }
 
-/// Every pointer into `value`, so a graft can land anywhere in the review.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    out.push(at.clone());
-    match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{k}"), out)),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
-        _ => {}
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -60,8 +51,7 @@ proptest! {
     #[test]
     fn grafted_reviews_never_panic_and_always_answer(choice in any::<prop::sample::Index>(), graft in arbitrary_json()) {
         let mut review = base_review();
-        let mut all = Vec::new();
-        pointers(&review, String::new(), &mut all);
+        let all: Vec<String> = std::iter::once(String::new()).chain(pointers(&review)).collect();
         let target = all[choice.index(all.len())].clone();
         if let Some(slot) = review.pointer_mut(&target) {
             *slot = graft;

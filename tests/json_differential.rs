@@ -14,6 +14,7 @@ use serde_json::Value;
 
 mod support;
 use support::json_contract::check;
+use support::pointers::pointers;
 
 /// The pods the requests carry: the example reviews' (one bare, one a Deployment's, with managedFields).
 fn base_pods() -> Vec<Value> {
@@ -204,21 +205,8 @@ fn write(value: &Value, style: &Style) -> Vec<u8> {
     writer.out.into_bytes()
 }
 
-/// Every pointer into `value`, to graft at.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    out.push(at.clone());
-    match value {
-        Value::Object(map) => {
-            map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out))
-        }
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
-        _ => {}
-    }
-}
-
 fn graft(mut pod: Value, at: prop::sample::Index, junk: Value) -> Value {
-    let mut all = Vec::new();
-    pointers(&pod, String::new(), &mut all);
+    let all: Vec<String> = std::iter::once(String::new()).chain(pointers(&pod)).collect();
     let pointer = at.get(&all).clone();
     if pointer.is_empty() {
         return junk;

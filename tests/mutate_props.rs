@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 mod support;
 use support::arbitrary_json;
 use support::pod_invariants::{check_patch, drop_nulls, duplicates, ops, typed_pod};
+use support::pointers::pointers;
 
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const CC_PATH: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
@@ -487,27 +488,6 @@ proptest! {
     }
 }
 
-/// Every JSON pointer into `value` (objects and arrays), for corrupting one node.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
-                out.push(p.clone());
-                pointers(v, p, out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let p = format!("{at}/{i}");
-                out.push(p.clone());
-                pointers(v, p, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 proptest! {
     #![proptest_config(config(256))]
 
@@ -540,8 +520,7 @@ proptest! {
         settings in arb_settings(),
     ) {
         let identity = identity.get();
-        let mut candidates = Vec::new();
-        pointers(&pod, String::new(), &mut candidates);
+        let candidates = pointers(&pod);
         let target = pick.get(&candidates).clone();
         let mut corrupted = pod.clone();
         *corrupted.pointer_mut(&target).unwrap() = junk;

@@ -13,6 +13,10 @@ pub mod json_contract;
 /// The checks every mutation must pass; shared with `tests/mutate_props.rs`.
 #[path = "../../tests/support/pod_invariants.rs"]
 pub mod pod_invariants;
+/// Every JSON pointer into a value, for grafting; shared with the property tests.
+#[path = "../../tests/support/pointers.rs"]
+pub mod pointers;
+pub use pointers::pointers;
 
 /// A warning quotes at most a few values from the input, each cut to 100 characters (`mutate::shown`), in a sentence.
 pub const MAX_WARNING_BYTES: usize = 2048;
@@ -161,27 +165,6 @@ impl Word {
             Word::Text(text) => text.clone(),
             Word::Repeat(c, n) => std::iter::repeat_n(*c, usize::from(*n)).collect(),
         }
-    }
-}
-
-/// Every JSON pointer into `value` (objects and arrays), in document order, for grafting.
-pub fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
-                out.push(p.clone());
-                pointers(v, p, out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let p = format!("{at}/{i}");
-                out.push(p.clone());
-                pointers(v, p, out);
-            }
-        }
-        _ => {}
     }
 }
 

@@ -673,8 +673,7 @@ enum GraftHow {
 
 impl Graft {
     pub fn apply(&self, pod: &mut Value) {
-        let mut nodes = Vec::new();
-        crate::pointers(pod, String::new(), &mut nodes);
+        let nodes = crate::pointers(pod);
         if nodes.is_empty() {
             return;
         }

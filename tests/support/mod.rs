@@ -7,6 +7,7 @@
 
 pub mod json_contract;
 pub mod pod_invariants;
+pub mod pointers;
 
 #[cfg(feature = "e2e")]
 pub mod e2e;

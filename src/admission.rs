@@ -429,14 +429,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_body_is_quoted_cut() {
-        // serde_json quotes the whole string of the wrong type; the message is sent back and logged (a fuzz finding).
+        // A reader's type error quotes the whole string of the wrong type; the message is sent back and logged (a
+        // fuzz finding, with serde_json; the request path's reader says the same, with the value's byte offset).
         let body = format!(
             r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"{}"}}"#,
             "x".repeat(3000)
         );
         let message = admission().review(body.as_bytes()).await.expect_err("refused").to_string();
         assert!(message.len() < 400, "{} bytes", message.len());
-        assert!(message.ends_with("expected an object at line 1 column 3073"), "{message}");
+        assert!(message.ends_with("expected an object at byte 71"), "{message}");
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //!   range refused); `struct` also accepts an array of the fields in order, enums are externally tagged.
 //! - **Values that are skipped** (`deserialize_ignored_any`, which serde uses for unknown fields and `IgnoredAny`):
 //!   the scan checks only what it needs to find the value's end — brackets balanced and of matching kinds, strings
-//!   terminated, a `\` escaping the next byte — and is lenient about the rest: inside a skipped value it does not
-//!   check number syntax, literals, separators (`,` `:`), which escape letters are used, control characters or
-//!   UTF-8 in strings; a skipped key is not validated either. So a document that serde_json refuses may be accepted
+//!   terminated, a `\` escaping the next byte (outside strings too, where valid JSON has none) — and is lenient about
+//!   the rest: inside a skipped value it does not check number syntax, literals, separators (`,` `:`), which escape
+//!   letters are used, control characters or UTF-8 in strings; a skipped key is not validated either. So a document that serde_json refuses may be accepted
 //!   when its fault lies in a skipped value, while a document that serde_json accepts decodes to the same result
 //!   (tests/json_differential.rs).
 //! - Differences at the edges no caller here uses: object keys are always handed to visitors as strings (serde_json
@@ -25,14 +25,16 @@
 //!   `deserialize_bytes` gives a string's validated UTF-8 bytes.
 //!
 //! Bounded: arrays and objects that are read (each level a visitor's stack frame) nest at most `MAX_DEPTH - 1`
-//! (127) deep, serde_json's limit. The skipper does not recurse — a depth counter and a bit per level for the kind
-//! of bracket, checked for the first 128 levels of a skipped value and only counted beyond — so, like serde_json's,
-//! it takes skipped values of any depth in time linear in their length and constant memory. Nothing is allocated
+//! (127) deep, serde_json's limit. The skipper (`skip.rs`, 64 bytes at a time) does not recurse — a depth counter
+//! and the closing bracket expected at each level, checked for the first 128 levels of a skipped value and only
+//! counted beyond — so, like serde_json's, it takes skipped values of any depth in time linear in their length and
+//! constant memory. Nothing is allocated
 //! but the strings that are read and hold escapes. Errors carry the byte offset where they were noticed.
 
 mod de;
 mod error;
 mod read;
+mod skip;
 
 #[cfg(test)]
 mod tests;

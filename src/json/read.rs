@@ -265,7 +265,12 @@ impl<'de> Deserializer<'de> {
             match stop {
                 Some((at, b'"')) => {
                     self.pos = at + 1;
-                    return utf8(&input[start..at], start).map(Str::Borrowed);
+                    let bytes = &input[start..at];
+                    return if ascii {
+                        Ok(Str::Borrowed(ascii_str(bytes)))
+                    } else {
+                        utf8(bytes, start).map(Str::Borrowed)
+                    };
                 }
                 Some((at, b'\\')) => return self.read_escaped(start, at),
                 Some((at, 0..0x20)) => return Err(Error::ControlCharacter { at }),
@@ -324,51 +329,23 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// Skips the array or object at the cursor: a loop over the structural bytes with a depth count and a bit per
-    /// level for the kind of bracket, no recursion and no allocation.
-    ///
-    /// Skipped values may nest deeper than [`MAX_DEPTH`], as serde_json skips them: the limit protects the stack of
-    /// visitors that read, and the skipper has none. Below 128 levels each closing bracket must match its opening
-    /// one; deeper ones are only counted (the end of the value is found all the same).
+    /// Skips the array or object at the cursor (see [`super::skip`]).
     fn skip_container(&mut self) -> Result<(), Error> {
-        const KINDS: usize = u128::BITS as usize;
-        let input = self.input;
-        let mut pos = self.pos;
-        // Bit `n` is set when level `n` is an object.
-        let mut objects: u128 = 0;
-        let mut level: usize = 0;
-        let is_object = |objects: u128, level: usize| level < KINDS && objects >> level & 1 == 1;
-        loop {
-            let Some(&byte) = input.get(pos) else {
-                let what = if is_object(objects, level.saturating_sub(1)) { "an object" } else { "an array" };
-                return Err(Error::Eof { what, at: input.len() });
-            };
-            pos += 1;
-            match byte {
-                b'"' => pos = skip_string_body(input, pos)?,
-                b'{' | b'[' => {
-                    if level < KINDS {
-                        let bit = 1u128 << level;
-                        objects = if byte == b'{' { objects | bit } else { objects & !bit };
-                    }
-                    level += 1;
-                }
-                b'}' | b']' => {
-                    // Never below 1 here: the first byte is the opening bracket, and level 0 returns.
-                    level -= 1;
-                    if level < KINDS && is_object(objects, level) != (byte == b'}') {
-                        let what = if byte == b'}' { "`]`" } else { "`}`" };
-                        return Err(Error::Expected { what, at: pos - 1 });
-                    }
-                    if level == 0 {
-                        self.pos = pos;
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-        }
+        self.pos = super::skip::container_end(self.input, self.pos)?;
+        Ok(())
     }
+}
+
+/// `bytes`, all below 0x80 as the scan that found them checked, as text without a second look: validating every
+/// key and short value again was an eighth of a review's instructions.
+#[inline]
+fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii(), "the fast scan let a non-ASCII byte through");
+    // SAFETY: ASCII is UTF-8. `read_stops` flags every byte with its high bit set (the `word & HI` term is exact,
+    // byte by byte), `find` returns the lowest flagged byte, and `read_str` only calls this when no such byte came
+    // before the closing quote (`ascii` is still true). Covered by the fuzz targets, which run with debug
+    // assertions on.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// `bytes` as text, or where it is not UTF-8.

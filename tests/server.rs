@@ -320,6 +320,50 @@ async fn shutdown_finishes_requests_in_flight_and_refuses_new_ones() {
     assert!(refused.is_err(), "no new connections after shutdown");
 }
 
+/// The body is kept as hyper's bytes when it comes in one frame and copied when it comes in several, or is large
+/// (over --inline-review-max-bytes, reviewed on the blocking pool): the answer is the same every way.
+#[tokio::test]
+async fn a_review_is_answered_the_same_whole_in_pieces_and_large() {
+    let settings = MutationSettings::default();
+    let source = Arc::new(FileSource::load(Path::new("examples/serviceaccounts.yaml"), &settings).unwrap());
+    let bytes = std::fs::read("examples/admission-review-deployment.json").unwrap();
+    async fn answer(client: &reqwest::Client, server: &Running, body: reqwest::Body) -> bytes::Bytes {
+        let url = format!("{}/mutate", server.url);
+        let response = client.post(url).header("content-type", "application/json").body(body).send().await;
+        let response = response.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.unwrap()
+    }
+    let pieces = |size: usize| {
+        let chunks: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> =
+            bytes.chunks(size).map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c)))).collect();
+        reqwest::Body::wrap(http_body_util::StreamBody::new(futures::stream::iter(chunks)))
+    };
+    let server = start(source.clone(), Limits::default()).await;
+    let whole = answer(&client(&[&server.first_ca], true), &server, bytes.clone().into()).await;
+    assert!(String::from_utf8_lossy(&whole).contains("\"patch\""), "{}", String::from_utf8_lossy(&whole));
+    for http1 in [true, false] {
+        let builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(server.first_ca.as_bytes()).unwrap());
+        let client = if http1 { builder.http1_only() } else { builder.http2_prior_knowledge() }.build().unwrap();
+        // Twice on one connection: on HTTP/1 the read buffer has grown to hold the whole request by then.
+        for _ in 0..2 {
+            assert_eq!(answer(&client, &server, bytes.clone().into()).await, whole, "whole, http1 {http1}");
+        }
+        // HTTP/2 peers sending tiny DATA frames are cut off by the h2 crate (GOAWAY ENHANCE_YOUR_CALM,
+        // "too_many_data_frames"): its flood protection, so only HTTP/1 gets the 1- and 7-byte chunks.
+        let sizes: &[usize] = if http1 { &[1, 7, 1000, 4096] } else { &[1000, 4096] };
+        for &size in sizes {
+            assert_eq!(answer(&client, &server, pieces(size)).await, whole, "in pieces of {size} bytes, http1 {http1}");
+        }
+    }
+    let small_inline = Limits { inline_review_max_bytes: 1024, ..Limits::default() };
+    let large = start(source, small_inline).await;
+    let client = client(&[&large.first_ca], true);
+    assert_eq!(answer(&client, &large, bytes.clone().into()).await, whole, "large, whole");
+    assert_eq!(answer(&client, &large, pieces(1000)).await, whole, "large, in pieces");
+}
+
 #[tokio::test]
 async fn static_store_serves_the_example_file() {
     let settings = MutationSettings::default();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # User-space instructions per /mutate request of the whole server (TLS, HTTP, the review, logging, malloc), against
-# the bare axum+rustls baseline of benches/load.sh, counted by valgrind's callgrind. Repeatable to a fraction of a
+# the bare axum+rustls baseline of benches/load.sh, counted by valgrind's callgrind. Repeatable to about 1
 # percent whatever else the machine runs, where req/s on this shared VM scatter by ±15 % between rounds; kernel
 # time (sockets, about a quarter of the webhook's CPU under load, the same work for both servers) is not counted.
 #

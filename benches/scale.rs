@@ -49,7 +49,7 @@ fn name_of(i: usize) -> String {
 }
 
 fn has_role(i: usize) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 
 fn role_of(i: usize, tag: &str) -> String {

@@ -141,7 +141,7 @@ impl Writer<'_> {
                     let mut units = [0u16; 2];
                     for unit in c.encode_utf16(&mut units) {
                         // Upper and lower case hex digits are both JSON.
-                        if self.gaps % 2 == 0 {
+                        if self.gaps.is_multiple_of(2) {
                             let _ = write!(self.out, "\\u{unit:04x}");
                         } else {
                             let _ = write!(self.out, "\\u{unit:04X}");

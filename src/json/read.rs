@@ -11,9 +11,9 @@ use super::Error;
 pub const MAX_DEPTH: usize = 128;
 
 /// `0x01` in every byte of a word.
-const LO: u64 = u64::from_le_bytes([1; 8]);
+pub(super) const LO: u64 = u64::from_le_bytes([1; 8]);
 /// `0x80` in every byte of a word.
-const HI: u64 = LO << 7;
+pub(super) const HI: u64 = LO << 7;
 
 /// The high bit of every byte of `word` that equals `byte`. Above a match the result may hold false positives (a
 /// borrow runs upwards), below the first match it holds none: the lowest flagged byte is exact, and it is the only

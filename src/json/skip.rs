@@ -6,10 +6,11 @@
 //! one by one, for the depth and kind of each level. On x86_64 the bits come from SSE2 compares (part of the
 //! architecture's baseline, so always there); elsewhere from the same tests on eight bytes of a word at a time.
 //!
-//! What a skipped value must satisfy is the same as before this scan: brackets balanced and of matching kinds (for
-//! the first 128 levels), strings terminated, a `\` escaping the byte after it. A `\` outside a string (never in
-//! valid JSON) escapes the next byte too, as in simdjson.
+//! What a skipped value must satisfy: brackets balanced and of matching kinds (for the first 128 levels), strings
+//! terminated, a `\` escaping the byte after it. A `\` outside a string (never in valid JSON) escapes the next byte
+//! too, as in simdjson.
 
+use super::read::{HI, LO};
 use super::Error;
 
 /// A block's bytes of interest, bit `i` for byte `i`.
@@ -22,10 +23,6 @@ struct Masks {
 }
 
 const BLOCK: usize = 64;
-
-/// `0x01` / `0x80` in every byte of a word.
-const LO: u64 = u64::from_le_bytes([1; 8]);
-const HI: u64 = LO << 7;
 
 /// Bytes 0x5B/0x7B (`[`/`{`) and 0x5D/0x7D (`]`/`}`) differ only in 0x20, the bit that tells an object's bracket.
 const KIND: u8 = 0x20;

@@ -284,18 +284,18 @@ async fn read_body(mut body: Incoming, declared: Option<usize>, limit: usize, la
         if length > limit {
             return Err(BodyError::TooLarge);
         }
-        match first.take() {
-            None if buffer.is_empty() && !large => first = Some(data),
-            held => {
-                if buffer.capacity() == 0 {
-                    buffer.reserve_exact(declared.unwrap_or(16 * 1024).max(length).min(limit));
-                }
-                if let Some(held) = held {
-                    buffer.extend_from_slice(&held);
-                }
-                buffer.extend_from_slice(&data);
-            }
+        if !large && first.is_none() && buffer.is_empty() {
+            first = Some(data);
+            continue;
         }
+        // A second frame (or a large body): from here on, one buffer of the declared size.
+        if buffer.capacity() == 0 {
+            buffer.reserve_exact(declared.unwrap_or(16 * 1024).max(length).min(limit));
+        }
+        if let Some(held) = first.take() {
+            buffer.extend_from_slice(&held);
+        }
+        buffer.extend_from_slice(&data);
     }
     Ok(first.unwrap_or_else(|| Bytes::from(buffer)))
 }

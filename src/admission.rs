@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::container_credentials::ContainerCredentialsConfig;
-use crate::identity::{self, ServiceAccountRef};
+use crate::identity::{self, Method, ServiceAccountRef};
 use crate::mutate::{mutate, shown, MutateError, Pod, Warnings};
 use crate::settings::MutationSettings;
 use crate::store::{Lookup, ServiceAccountSource};
@@ -105,9 +105,8 @@ struct GroupVersionResource<'a> {
 /// Why a pod was or was not mutated: one log line and the metrics per admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// `credentials` as the reference's metrics name the method: `sts_web_identity` or `container_credentials`.
     Mutated {
-        credentials: &'static str,
+        method: Method,
     },
     /// Not a pod CREATE: allowed unchanged without looking.
     Ignored,
@@ -127,16 +126,18 @@ impl Outcome {
         matches!(self, Outcome::Mutated { .. })
     }
 
-    pub fn reason(&self) -> String {
+    /// For the log line; built only when it says more than a fixed text.
+    pub fn reason(&self) -> Cow<'static, str> {
         match self {
-            Outcome::Mutated { credentials } => format!("mutated ({credentials})"),
+            Outcome::Mutated { method: Method::StsWebIdentity } => "mutated (sts_web_identity)".into(),
+            Outcome::Mutated { method: Method::ContainerCredentials } => "mutated (container_credentials)".into(),
             Outcome::Ignored => "not a pod CREATE".into(),
             Outcome::ServiceAccountNotFound => "ServiceAccount not found".into(),
             Outcome::NoRole => "ServiceAccount has no role".into(),
             Outcome::AlreadyMutated => "already has everything".into(),
-            Outcome::LookupUnavailable(why) => format!("ServiceAccount lookup failed: {why}"),
-            Outcome::InvalidPod(why) => format!("invalid pod object: {why}"),
-            Outcome::TooManyContainers { found } => format!("too many containers ({found})"),
+            Outcome::LookupUnavailable(why) => format!("ServiceAccount lookup failed: {why}").into(),
+            Outcome::InvalidPod(why) => format!("invalid pod object: {why}").into(),
+            Outcome::TooManyContainers { found } => format!("too many containers ({found})").into(),
         }
     }
 }
@@ -249,7 +250,7 @@ impl Admission {
                     reviewed.outcome = Outcome::AlreadyMutated;
                     return None;
                 }
-                reviewed.outcome = Outcome::Mutated { credentials: identity.method() };
+                reviewed.outcome = Outcome::Mutated { method: identity.method() };
                 let mut patch = Vec::with_capacity(1024);
                 mutation.write_patch(&mut patch);
                 Some(patch)
@@ -329,6 +330,14 @@ mod tests {
     use crate::manifest::parse_service_accounts;
     use crate::store::file::FileSource;
     use serde_json::{json, Value};
+
+    /// The log line names the method as the metrics label does.
+    #[test]
+    fn a_mutated_reason_names_the_method_by_its_label() {
+        for method in Method::ALL {
+            assert_eq!(Outcome::Mutated { method }.reason(), format!("mutated ({})", method.label()));
+        }
+    }
 
     fn admission() -> Admission {
         let sas = parse_service_accounts(

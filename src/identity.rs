@@ -198,12 +198,31 @@ pub struct Identity<'a> {
     pub fs_group: Option<FsGroupRequest>,
 }
 
+/// The credential method of a mutated pod, for its log line and `pod_identity_webhook_pod_count{method}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    StsWebIdentity,
+    ContainerCredentials,
+}
+
+impl Method {
+    /// Every method, in the order the metrics list them.
+    pub const ALL: [Method; 2] = [Method::ContainerCredentials, Method::StsWebIdentity];
+
+    /// As the reference's metrics name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::StsWebIdentity => "sts_web_identity",
+            Method::ContainerCredentials => "container_credentials",
+        }
+    }
+}
+
 impl Identity<'_> {
-    /// The credential method as the reference's metrics name it (`pod_identity_webhook_pod_count{method}`).
-    pub fn method(&self) -> &'static str {
+    pub fn method(&self) -> Method {
         match self.credentials {
-            Credentials::WebIdentity { .. } => "sts_web_identity",
-            Credentials::ContainerCredentials => "container_credentials",
+            Credentials::WebIdentity { .. } => Method::StsWebIdentity,
+            Credentials::ContainerCredentials => Method::ContainerCredentials,
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::Handler;
 use super::logging::Clip;
-use super::metrics::{PodMethod, Route, Shed, Verb};
+use super::metrics::{Route, Shed, Verb};
 use super::AppState;
 use crate::admission::{AdmissionError, Outcome, Reviewed};
 use crate::const_duration;
@@ -303,11 +303,7 @@ async fn read_body(mut body: Incoming, declared: Option<usize>, limit: usize, la
 /// The review's answer, its metrics and its log line.
 fn answer(state: &AppState, reviewed: Reviewed) -> Response<Body> {
     match &reviewed.outcome {
-        Outcome::Mutated { credentials } => state.metrics.pod_mutated(if credentials.contains("container") {
-            PodMethod::ContainerCredentials
-        } else {
-            PodMethod::StsWebIdentity
-        }),
+        Outcome::Mutated { method } => state.metrics.pod_mutated(*method),
         Outcome::ServiceAccountNotFound => state.metrics.missing_service_account(),
         _ => {}
     }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::identity::Method;
 use crate::store::ServiceAccountSource;
 
 /// The HTTP method, from a fixed set so a client cannot grow the label space.
@@ -99,24 +100,6 @@ impl Route {
             Route::Mutate => "/mutate",
             Route::Healthz => "/healthz",
             Route::Other => "other",
-        }
-    }
-}
-
-/// `pod_identity_webhook_pod_count{method}`, with the reference's label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PodMethod {
-    StsWebIdentity,
-    ContainerCredentials,
-}
-
-impl PodMethod {
-    const ALL: [PodMethod; 2] = [PodMethod::ContainerCredentials, PodMethod::StsWebIdentity];
-
-    fn label(self) -> &'static str {
-        match self {
-            PodMethod::StsWebIdentity => "sts_web_identity",
-            PodMethod::ContainerCredentials => "container_credentials",
         }
     }
 }
@@ -270,7 +253,7 @@ impl PortMetrics {
 pub struct Metrics {
     requests: Box<[RequestSeries]>,
     seconds: [SecondsHistogram; Route::ALL.len()],
-    pod_count: [AtomicU64; PodMethod::ALL.len()],
+    pod_count: [AtomicU64; Method::ALL.len()],
     missing_sa_count: AtomicU64,
     /// The reference sets its gauge to 1 whenever its cache takes in a ServiceAccount, and never back to 0.
     used: AtomicBool,
@@ -326,7 +309,7 @@ impl Metrics {
         seconds.sum_ns.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    pub fn pod_mutated(&self, method: PodMethod) {
+    pub fn pod_mutated(&self, method: Method) {
         self.pod_count[method as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -600,7 +583,7 @@ impl Metrics {
             "Indicator to how many pods are using sts web identity or container credentials",
             "counter",
         );
-        for method in PodMethod::ALL {
+        for method in Method::ALL {
             out.line(format_args!(
                 "pod_identity_webhook_pod_count{{method=\"{}\"}} {}",
                 method.label(),
@@ -784,7 +767,7 @@ mod tests {
         m.observe_request(Verb::Post, Route::Mutate, 200, Duration::from_micros(300_000));
         m.observe_request(Verb::Post, Route::Mutate, 200, Duration::from_micros(100));
         m.observe_request(Verb::Post, Route::Mutate, 503, Duration::from_secs(9));
-        m.pod_mutated(PodMethod::StsWebIdentity);
+        m.pod_mutated(Method::StsWebIdentity);
         m.missing_service_account();
         let text = m.render(&Source(0), 1_700_000_000, 0);
         for line in [

@@ -294,7 +294,7 @@ fn write_response(api_version: &str, uid: &str, patch: Option<&[u8]>, warnings: 
     body.extend_from_slice(b"{\"apiVersion\":\"");
     body.extend_from_slice(api_version.as_bytes());
     body.extend_from_slice(b"\",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
-    json_string(&mut body, uid);
+    crate::json::write_str(&mut body, uid);
     body.extend_from_slice(b",\"allowed\":true");
     if let Some(patch) = patch {
         body.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
@@ -311,17 +311,12 @@ fn write_response(api_version: &str, uid: &str, patch: Option<&[u8]>, warnings: 
             if i > 0 {
                 body.push(b',');
             }
-            json_string(&mut body, warning);
+            crate::json::write_str(&mut body, warning);
         }
         body.push(b']');
     }
     body.extend_from_slice(b"}}");
     body
-}
-
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 #[cfg(test)]

@@ -35,12 +35,14 @@ mod de;
 mod error;
 mod read;
 mod skip;
+mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::Error;
 pub use read::{Deserializer, MAX_DEPTH};
+pub use write::write_str;
 
 /// Decodes `T` from the whole of `input` (whitespace may follow the value, nothing else).
 pub fn from_slice<'de, T: serde::Deserialize<'de>>(input: &'de [u8]) -> Result<T, Error> {

@@ -2,9 +2,10 @@
 //!
 //! Only `add` is ever emitted: the webhook never replaces or removes what the pod already has. Pointers are made of
 //! fixed field names, indices and the pod-identity label (escaped here), so they need no JSON escaping; every
-//! value that comes from settings or annotations goes through serde_json's string escaping.
+//! value that comes from settings or annotations is escaped as serde_json escapes strings (`json::write_str`).
 
 use super::{Change, ContainerRef, EnvValue, EnvVar, LabelAt, TokenVolume, POD_IDENTITY_LABEL};
+use crate::json::write_str as string;
 
 pub(super) fn write(changes: &[Change<'_>], out: &mut Vec<u8>) {
     let mut w = Writer { out, first: true };
@@ -221,10 +222,6 @@ fn token_file(out: &mut Vec<u8>, mount_path: &str, file: &str, windows: bool) {
     }
 }
 
-/// A JSON string, escaped by serde_json (writing into a `Vec` cannot fail).
-fn string(out: &mut Vec<u8>, text: &str) {
-    let _ = serde_json::to_writer(&mut *out, text);
-}
 
 fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
     let _ = serde_json::to_writer(&mut *out, &n);

@@ -222,7 +222,6 @@ fn token_file(out: &mut Vec<u8>, mount_path: &str, file: &str, windows: bool) {
     }
 }
 
-
 fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
     let _ = serde_json::to_writer(&mut *out, &n);
 }

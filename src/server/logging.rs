@@ -65,7 +65,7 @@ pub struct Timestamp;
 
 thread_local! {
     /// The last second formatted on this thread, and its `YYYY-MM-DDTHH:MM:SS`.
-    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
 }
 
 impl FormatTime for Timestamp {
@@ -82,8 +82,7 @@ impl FormatTime for Timestamp {
 /// `YYYY-MM-DDTHH:MM:SS` of `seconds` since the epoch, from this thread's cache when it is the same second; `None`
 /// for years past 9999.
 fn second_prefix(seconds: u64) -> Option<[u8; 19]> {
-    let (cached, prefix) = SECOND.get();
-    if cached == seconds {
+    if let Some((_, prefix)) = SECOND.get().filter(|(cached, _)| *cached == seconds) {
         return Some(prefix);
     }
     let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
@@ -103,7 +102,7 @@ fn second_prefix(seconds: u64) -> Option<[u8; 19]> {
     for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
         prefix[at] = separator;
     }
-    SECOND.set((seconds, prefix));
+    SECOND.set(Some((seconds, prefix)));
     Some(prefix)
 }
 

@@ -3,7 +3,8 @@
 /// `text` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\` and the C0 controls, nothing else).
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     // Names, paths and ARNs rarely need an escape: one pass over the bytes without an early exit (so the compiler
-    // can take many at a time), then one copy. serde_json's writer cost ~125 instructions a string.
+    // can take many at a time), then one copy. serde_json's writer cost ~280 instructions a string
+    // (9 strings, 2,529 instructions of the example review).
     let plain = !text.bytes().fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if plain {
         out.reserve(text.len() + 2);

@@ -681,7 +681,8 @@ async fn a_second_signal_exits_at_once() {
     let mut webhook = Webhook::start(&["--shutdown-delay=60s"]);
     webhook.signal(libc::SIGINT);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(webhook.child.try_wait().unwrap().is_none(), "still draining after the first signal");
+    let early = webhook.child.try_wait().unwrap();
+    assert!(early.is_none(), "still draining after the first signal, not {early:?}:\n{}", webhook.log());
     webhook.signal(libc::SIGINT);
     let status = webhook.exited_within(Duration::from_secs(2)).expect("exited at the second signal");
     assert_eq!(status.code(), Some(130));

@@ -89,9 +89,10 @@ fn review_threads(args: &ServeArgs) -> usize {
 }
 
 /// The first SIGTERM/SIGINT starts the graceful shutdown; a second one exits at once. The handlers are installed
-/// when the server starts waiting for the signal, so until it serves, a signal ends the process as it always did.
-async fn shutdown_on_signal() {
-    let mut signals = match server::Signals::install() {
+/// by the caller just before the ports open: during the startup before it, a signal ends the process as it always
+/// did, and from the first request /readyz can answer, a signal drains.
+async fn shutdown_on_signal(signals: std::io::Result<server::Signals>) {
+    let mut signals = match signals {
         Ok(signals) => signals,
         Err(error) => {
             tracing::warn!(%error, "cannot listen for SIGTERM/SIGINT");
@@ -221,12 +222,15 @@ async fn serve(args: &ServeArgs, review_threads: usize) -> Result<(), ServeError
         shutdown_delay: args.shutdown_delay,
     };
     let admission = Admission { settings, source, container_credentials };
+    // Before the ports open: the server's tasks may answer /readyz before this task polls the shutdown future,
+    // and a signal in between must already drain rather than kill.
+    let signals = server::Signals::install();
     let listeners = server::Listeners::bind(
         SocketAddr::new(args.bind_address, args.port),
         SocketAddr::new(args.bind_address, args.metrics_port),
     )
     .await
     .map_err(reference_flags::explain_listen_error)?;
-    server::run(config, listeners, admission, shutdown_on_signal()).await?;
+    server::run(config, listeners, admission, shutdown_on_signal(signals)).await?;
     Ok(())
 }

@@ -78,6 +78,14 @@ else
 fi
 
 echo
-[ ${#steps_failed[@]} -gt 0 ] && echo "failed steps: ${steps_failed[*]}"
+if [ ${#steps_failed[@]} -gt 0 ]; then
+  # Repeated at the end, where a reader of only the tail (CI's excerpt) sees it: each failed test and the first
+  # lines of its panic.
+  for out in "$LOG"/*.log; do
+    grep -E '^test .* \.\.\. FAILED$' "$out" | sed "s|^|$(basename "$out" .log): |"
+    grep -E -A3 "^thread '.*' .*panicked at " "$out" | grep -v -E '^(stack backtrace:|--|note: .*)$|^ +([0-9]+: |at )' | head -40
+  done
+  echo "failed steps: ${steps_failed[*]}"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -286,7 +286,7 @@ fn pod_name(pod: &Pod<'_>) -> String {
 
 /// `{"apiVersion":…,"kind":"AdmissionReview","response":{"uid":…,"allowed":true[,"patchType":"JSONPatch","patch":…][,"warnings":[…]]}}`
 fn write_response(api_version: &str, uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Vec<u8> {
-    let patch_len = patch.map_or(0, |p| p.len().div_ceil(3) * 4 + 2);
+    let patch_len = patch.map_or(0, |p| crate::json::base64_string_len(p.len()));
     let warnings_len: usize = warnings.iter().map(|w| w.len() + 8).sum();
     let mut body = Vec::with_capacity(160 + uid.len() + patch_len + warnings_len);
     body.extend_from_slice(b"{\"apiVersion\":\"");

@@ -42,7 +42,7 @@ mod tests;
 
 pub use error::Error;
 pub use read::{Deserializer, MAX_DEPTH};
-pub use write::{write_base64, write_str};
+pub use write::{base64_string_len, write_base64, write_str};
 
 /// Decodes `T` from the whole of `input` (whitespace may follow the value, nothing else).
 pub fn from_slice<'de, T: serde::Deserialize<'de>>(input: &'de [u8]) -> Result<T, Error> {

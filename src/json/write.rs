@@ -24,7 +24,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
 /// AMD's since 2011; checked at run time, the flag cached by std), else two characters per table lookup.
 pub fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     let start = out.len() + 1;
-    out.resize(start + bytes.len().div_ceil(3) * 4 + 1, b'"');
+    out.resize(out.len() + base64_string_len(bytes.len()), b'"');
     let end = out.len() - 1;
     let encoded = &mut out[start..end];
     let done = base64_simd(bytes, encoded);
@@ -32,6 +32,11 @@ pub fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
     if let (Some(bytes), Some(encoded)) = (bytes.get(done..), encoded.get_mut(done / 3 * 4..)) {
         base64_scalar(bytes, encoded);
     }
+}
+
+/// The bytes [`write_base64`] writes for `len` bytes: four characters per started group of three, and the quotes.
+pub fn base64_string_len(len: usize) -> usize {
+    len.div_ceil(3) * 4 + 2
 }
 
 /// Encodes whole 12-byte groups while 16 bytes can be read; returns how many bytes it encoded.

@@ -40,6 +40,49 @@ fn is_read_stop(byte: u8) -> bool {
     matches!(byte, b'"' | b'\\' | 0..0x20 | 0x80..)
 }
 
+/// [`find`] with [`read_stops`], sixteen bytes at a time where SSE2 is there (always, on x86_64): most strings that
+/// are read (keys, names) end within the first sixteen bytes, and a scan of one word at a time spent ~100
+/// instructions a string.
+#[inline(always)]
+fn find_read_stop(input: &[u8], pos: usize) -> Option<(usize, u8)> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    // SAFETY: the cfg above: this is only compiled where SSE2 is enabled (always, on x86_64).
+    let pos = match unsafe { find_read_stop_sse2(input, pos) } {
+        Ok(stop) => return Some(stop),
+        Err(rest) => rest,
+    };
+    find(input, pos, read_stops, is_read_stop)
+}
+
+/// The first byte that [`is_read_stop`] among the whole sixteen-byte chunks from `pos`, or where the bytes left
+/// are fewer than sixteen. `"` and `\` are compared for; one signed comparison with 0x20 catches both the
+/// control characters and the bytes from 0x80 up (negative as signed bytes).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn find_read_stop_sse2(input: &[u8], mut pos: usize) -> Result<(usize, u8), usize> {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+    };
+    while let Some(chunk) = input.get(pos..).and_then(<[u8]>::first_chunk::<16>) {
+        let (mut low, mut high) = ([0; 8], [0; 8]);
+        low.copy_from_slice(&chunk[..8]);
+        high.copy_from_slice(&chunk[8..]);
+        let v = _mm_set_epi64x(i64::from_le_bytes(high), i64::from_le_bytes(low));
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        let control_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        let flags = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control_or_high)) as u32;
+        if flags != 0 {
+            let at = flags.trailing_zeros() as usize;
+            if let Some(&byte) = chunk.get(at) {
+                return Ok((pos + at, byte));
+            }
+        }
+        pos += 16;
+    }
+    Err(pos)
+}
+
 /// The same, once the string is known not to be ASCII (it is then validated as a whole at its end).
 #[inline(always)]
 fn utf8_stops(word: u64) -> u64 {
@@ -257,11 +300,7 @@ impl<'de> Deserializer<'de> {
         let mut pos = start;
         let mut ascii = true;
         loop {
-            let stop = if ascii {
-                find(input, pos, read_stops, is_read_stop)
-            } else {
-                find(input, pos, utf8_stops, is_utf8_stop)
-            };
+            let stop = if ascii { find_read_stop(input, pos) } else { find(input, pos, utf8_stops, is_utf8_stop) };
             match stop {
                 Some((at, b'"')) => {
                     self.pos = at + 1;

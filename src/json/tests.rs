@@ -145,6 +145,31 @@ fn strings_are_borrowed_unless_escaped_and_checked_when_read() {
     }
 }
 
+/// Every byte class that ends the fast scan of a read string, at every offset through several sixteen-byte chunks
+/// and the word-at-a-time tail after them, in strings of every length up to past three chunks: read as serde_json
+/// reads them (or refused by both), borrowed unless escaped.
+#[test]
+fn a_read_string_stops_at_the_right_byte_wherever_it_is() {
+    for len in 0..52 {
+        let plain: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        assert_eq!(seen(&format!("\"{plain}\"")), Seen::Borrowed(plain.clone()));
+        for at in 0..len {
+            for special in ["\\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "\u{80}", "😀", "\\\""] {
+                let text = format!("{}{special}{}", &plain[..at], &plain[at..]);
+                let json = format!("\"{text}\"");
+                let ours = same(json.as_bytes());
+                let escaped = special.starts_with('\\');
+                match from_slice::<Seen>(json.as_bytes()).ok() {
+                    Some(Seen::Owned(_)) => assert!(escaped, "{json:?}"),
+                    Some(Seen::Borrowed(s)) => assert!(!escaped && s == text, "{json:?}"),
+                    Some(other) => panic!("{json:?}: {other:?}"),
+                    None => assert!(ours.is_err() && special.len() == 1 && special < " ", "{json:?}"),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn numbers_at_the_edges_arrive_as_serde_json_hands_them_over() {
     let cases = [

@@ -175,8 +175,10 @@ pub fn mutate<'a>(
     let prefix = settings.annotation_prefix.as_str();
     warn_about_unknown_pod_annotations(&view, prefix, &mut warnings);
 
-    let skipped = skipped_containers(&view, prefix);
-    let targets: Vec<_> = view.containers.iter().zip(&skipped).filter(|(_, skip)| !**skip).map(|(c, _)| c).collect();
+    let targets: Vec<_> = match skipped_containers(&view, prefix) {
+        Some(skipped) => view.containers.iter().zip(&skipped).filter(|(_, skip)| !**skip).map(|(c, _)| c).collect(),
+        None => view.containers.iter().collect(),
+    };
     if targets.is_empty() {
         warnings.push(format!(
             "pod {}: every container is listed in {prefix}/{POD_SKIP_CONTAINERS}; no credentials injected",
@@ -355,13 +357,12 @@ fn token_expiration(
     clamped
 }
 
-/// Which containers (in `view.containers` order) the pod's skip list names. Linear in the list's length: the
-/// containers are sorted once and each listed name is found by binary search.
-fn skipped_containers(view: &PodView<'_>, prefix: &str) -> Vec<bool> {
+/// Which containers (in `view.containers` order) the pod's skip list names; `None` without a list (most pods: no
+/// allocation). Linear in the list's length: the containers are sorted once and each listed name is found by
+/// binary search.
+fn skipped_containers(view: &PodView<'_>, prefix: &str) -> Option<Vec<bool>> {
+    let list = view.annotation_under(prefix, POD_SKIP_CONTAINERS)?;
     let mut skipped = vec![false; view.containers.len()];
-    let Some(list) = view.annotation_under(prefix, POD_SKIP_CONTAINERS) else {
-        return skipped;
-    };
     let mut by_name: Vec<(&str, usize)> = view.containers.iter().enumerate().map(|(i, c)| (c.name, i)).collect();
     by_name.sort_unstable();
     for name in skip_list(list) {
@@ -370,7 +371,7 @@ fn skipped_containers(view: &PodView<'_>, prefix: &str) -> Vec<bool> {
             skipped[*index] = true;
         }
     }
-    skipped
+    Some(skipped)
 }
 
 /// The pod's skip list as names (trimmed, no empties): what `doctor` compares with the containers.

@@ -141,18 +141,30 @@ impl Outcome {
     }
 }
 
-/// What the server logs for each admission.
+/// What the server logs for each admission. The texts borrow from the review's body where they can (three fewer
+/// allocations a request); [`Reviewed::into_owned`] for one that outlives it.
 #[derive(Debug, Clone)]
-pub struct Reviewed {
+pub struct Reviewed<'a> {
     pub body: Vec<u8>,
-    pub uid: String,
-    pub namespace: String,
+    pub uid: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
     /// The pod's name, or its generateName followed by `*` (the name does not exist yet); cut to a sane length.
-    pub pod: String,
+    pub pod: Cow<'a, str>,
     pub service_account: Option<ServiceAccountRef>,
     pub dry_run: bool,
     pub outcome: Outcome,
     pub warnings: usize,
+}
+
+impl Reviewed<'_> {
+    pub fn into_owned(self) -> Reviewed<'static> {
+        Reviewed {
+            uid: Cow::Owned(self.uid.into_owned()),
+            namespace: Cow::Owned(self.namespace.into_owned()),
+            pod: Cow::Owned(self.pod.into_owned()),
+            ..self
+        }
+    }
 }
 
 /// Everything admission needs; cheap to clone into each request.
@@ -167,7 +179,7 @@ pub struct Admission {
 impl Admission {
     /// Answers one review. Errors only for bodies that are not a review at all; a review about a bad pod is answered
     /// `allowed: true` with a warning — we never deny a pod because of our own decode problem.
-    pub async fn review(&self, body: &[u8]) -> Result<Reviewed, AdmissionError> {
+    pub async fn review<'a>(&self, body: &'a [u8]) -> Result<Reviewed<'a>, AdmissionError> {
         let review: ReviewIn = crate::json::from_slice(body).map_err(AdmissionError::NotJson)?;
         let api_version = review.api_version.unwrap_or_default();
         let api_version = API_VERSIONS
@@ -182,9 +194,9 @@ impl Admission {
         let namespace = request.namespace.as_deref().unwrap_or_default();
         let mut reviewed = Reviewed {
             body: Vec::new(),
-            uid: request.uid.to_string(),
+            uid: request.uid.clone(),
             pod: request.object.as_ref().map(pod_name).unwrap_or_default(),
-            namespace: shown(namespace).to_owned_string(),
+            namespace: request.namespace.as_ref().map(shown_cow).unwrap_or_default(),
             service_account: None,
             dry_run: request.dry_run.unwrap_or(false),
             outcome: Outcome::Ignored,
@@ -214,7 +226,7 @@ impl Admission {
         &self,
         pod: &Pod<'_>,
         namespace: &str,
-        reviewed: &mut Reviewed,
+        reviewed: &mut Reviewed<'_>,
         warnings: &mut Warnings,
     ) -> Option<Vec<u8>> {
         let sa = pod.service_account(Some(namespace));
@@ -272,15 +284,23 @@ impl Admission {
 }
 
 /// The pod's name for logs: its name, else `<generateName>*`.
-fn pod_name(pod: &Pod<'_>) -> String {
-    match (pod.name(), pod.generate_name()) {
-        (Some(name), _) => shown(name).to_owned_string(),
+fn pod_name<'a>(pod: &Pod<'a>) -> Cow<'a, str> {
+    match (pod.name_text(), pod.generate_name()) {
+        (Some(name), _) => shown_cow(name),
         (None, Some(prefix)) => {
-            let mut name = shown(prefix).to_owned_string();
+            let mut name = shown(prefix).to_cow().into_owned();
             name.push('*');
-            name
+            Cow::Owned(name)
         }
-        (None, None) => String::new(),
+        (None, None) => Cow::Borrowed(""),
+    }
+}
+
+/// `text` as [`shown`] shows it, still borrowed from the body where it was.
+fn shown_cow<'a>(text: &Cow<'a, str>) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(text) => shown(text).to_cow(),
+        Cow::Owned(text) => Cow::Owned(shown(text).to_cow().into_owned()),
     }
 }
 
@@ -354,14 +374,14 @@ mod tests {
         .unwrap()
     }
 
-    fn response(r: &Reviewed) -> Value {
+    fn response(r: &Reviewed<'_>) -> Value {
         serde_json::from_slice(&r.body).unwrap()
     }
 
     #[tokio::test]
     async fn v1_and_v1beta1_are_answered_in_kind_with_a_patch() {
         for version in API_VERSIONS {
-            let r = admission().review(&review(version, "CREATE", "app")).await.unwrap();
+            let r = admission().review(&review(version, "CREATE", "app")).await.unwrap().into_owned();
             let body = response(&r);
             assert_eq!(body["apiVersion"], version);
             assert_eq!(body["response"]["uid"], "u-1");
@@ -377,12 +397,12 @@ mod tests {
 
     #[tokio::test]
     async fn non_create_and_unannotated_are_allowed_unchanged() {
-        let r = admission().review(&review("admission.k8s.io/v1", "UPDATE", "app")).await.unwrap();
+        let r = admission().review(&review("admission.k8s.io/v1", "UPDATE", "app")).await.unwrap().into_owned();
         assert_eq!(r.outcome, Outcome::Ignored);
         assert!(response(&r)["response"].get("patch").is_none());
-        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", "plain")).await.unwrap();
+        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", "plain")).await.unwrap().into_owned();
         assert_eq!(r.outcome, Outcome::NoRole);
-        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", "missing")).await.unwrap();
+        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", "missing")).await.unwrap().into_owned();
         assert_eq!(r.outcome, Outcome::ServiceAccountNotFound);
     }
 
@@ -400,7 +420,7 @@ mod tests {
         ));
         let mut bad: Value = serde_json::from_slice(&review("admission.k8s.io/v1", "CREATE", "app")).unwrap();
         bad["request"]["object"]["spec"]["containers"] = json!("oops");
-        let r = a.review(&serde_json::to_vec(&bad).unwrap()).await.unwrap();
+        let r = a.review(&serde_json::to_vec(&bad).unwrap()).await.unwrap().into_owned();
         let body = response(&r);
         assert_eq!(body["response"]["allowed"], true);
         assert!(body["response"]["warnings"][0].as_str().unwrap().contains("spec.containers must be an array"));
@@ -411,7 +431,7 @@ mod tests {
         let mut big: Value = serde_json::from_slice(&review("admission.k8s.io/v1", "CREATE", "app")).unwrap();
         let containers: Vec<Value> = (0..20_000).map(|_| json!({"name": "b"})).collect();
         big["request"]["object"]["spec"]["containers"] = Value::Array(containers);
-        let r = admission().review(&serde_json::to_vec(&big).unwrap()).await.unwrap();
+        let r = admission().review(&serde_json::to_vec(&big).unwrap()).await.unwrap().into_owned();
         assert_eq!(r.outcome, Outcome::TooManyContainers { found: 20_000 });
         assert!(r.body.len() < 1024, "{} bytes", r.body.len());
         assert!(response(&r)["response"]["warnings"][0].as_str().unwrap().contains("20000 containers"));
@@ -420,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn a_service_account_name_that_cannot_exist_is_not_looked_up() {
         let long = "x".repeat(100_000);
-        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", &long)).await.unwrap();
+        let r = admission().review(&review("admission.k8s.io/v1", "CREATE", &long)).await.unwrap().into_owned();
         assert!(matches!(r.outcome, Outcome::InvalidPod(_)));
         assert!(r.body.len() < 2048, "the name is not echoed whole: {} bytes", r.body.len());
     }

@@ -49,6 +49,11 @@ impl<'a> Pod<'a> {
         self.meta_text(|m| &m.name)
     }
 
+    /// `metadata.name` as decoded: borrowed from the review's body unless it held an escape.
+    pub(crate) fn name_text(&self) -> Option<&std::borrow::Cow<'a, str>> {
+        self.metadata().and_then(|m| m.name.0.as_ref()).filter(|s| !s.is_empty())
+    }
+
     pub fn generate_name(&self) -> Option<&str> {
         self.meta_text(|m| &m.generate_name)
     }

@@ -1,5 +1,6 @@
 //! Warnings for the user, bounded: a hostile pod must not turn a handful of checks into a megabyte of answer.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// At most this many warnings per answer; the last one says how many more there were.
@@ -52,19 +53,20 @@ pub fn shown(value: &str) -> Shown<'_> {
 
 pub struct Shown<'a>(&'a str);
 
-impl Shown<'_> {
-    /// The shown text as a `String`, without the formatting machinery (this runs on every request).
-    pub fn to_owned_string(&self) -> String {
+impl<'a> Shown<'a> {
+    /// The shown text without the formatting machinery (this runs on every request): borrowed unless it is cut.
+    pub fn to_cow(&self) -> Cow<'a, str> {
         let (text, cut) = self.parts();
-        let mut owned = String::with_capacity(text.len() + if cut { 3 } else { 0 });
-        owned.push_str(text);
-        if cut {
-            owned.push('…');
+        if !cut {
+            return Cow::Borrowed(text);
         }
-        owned
+        let mut owned = String::with_capacity(text.len() + 3);
+        owned.push_str(text);
+        owned.push('…');
+        Cow::Owned(owned)
     }
 
-    fn parts(&self) -> (&str, bool) {
+    fn parts(&self) -> (&'a str, bool) {
         match self.0.char_indices().nth(MAX_SHOWN_CHARS) {
             Some((cut, _)) => (&self.0[..cut], true),
             None => (self.0, false),
@@ -110,7 +112,7 @@ mod tests {
         let long = "é".repeat(1000);
         assert_eq!(shown(&long).to_string().chars().count(), MAX_SHOWN_CHARS + 1);
         assert_eq!(format!("{:?}", shown("a\"b")), r#""a\"b""#);
-        assert_eq!(shown(&long).to_owned_string(), shown(&long).to_string());
-        assert_eq!(shown("short").to_owned_string(), "short");
+        assert_eq!(shown(&long).to_cow(), shown(&long).to_string());
+        assert_eq!(shown("short").to_cow(), "short");
     }
 }

@@ -247,7 +247,7 @@ async fn review_on_blocking_pool(
     state: &Arc<AppState>,
     body: Bytes,
     budget: Option<BodyBudget>,
-) -> Result<Result<Reviewed, AdmissionError>, Response<Body>> {
+) -> Result<Result<Reviewed<'static>, AdmissionError>, Response<Body>> {
     let Ok(thread) = Arc::clone(&state.review_threads).acquire_owned().await else {
         return Err(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"));
     };
@@ -255,7 +255,7 @@ async fn review_on_blocking_pool(
     let runtime = tokio::runtime::Handle::current();
     let job = tokio::task::spawn_blocking(move || {
         let _held = (thread, budget);
-        runtime.block_on(admission.review(&body))
+        runtime.block_on(admission.review(&body)).map(Reviewed::into_owned)
     });
     job.await.map_err(|error| {
         tracing::error!(%error, "a review on the blocking pool failed");
@@ -301,7 +301,7 @@ async fn read_body(mut body: Incoming, declared: Option<usize>, limit: usize, la
 }
 
 /// The review's answer, its metrics and its log line.
-fn answer(state: &AppState, reviewed: Reviewed) -> Response<Body> {
+fn answer(state: &AppState, reviewed: Reviewed<'_>) -> Response<Body> {
     match &reviewed.outcome {
         Outcome::Mutated { method } => state.metrics.pod_mutated(*method),
         Outcome::ServiceAccountNotFound => state.metrics.missing_service_account(),

@@ -239,7 +239,11 @@ impl Admission {
         let sa = reviewed.service_account.insert(sa);
         let in_container_credentials =
             self.container_credentials.as_ref().is_some_and(|current| current().contains(sa));
-        let config = match self.source.lookup(sa).await {
+        let lookup = match self.source.at_hand(sa) {
+            Some(lookup) => lookup,
+            None => self.source.lookup(sa).await,
+        };
+        let config = match lookup {
             Lookup::Found(config) => Some(config),
             Lookup::NotFound => None,
             Lookup::Unavailable(why) if !in_container_credentials => {

@@ -333,10 +333,19 @@ impl Drop for ConfigMapSource {
     }
 }
 
+impl ConfigMapSource {
+    fn answer(&self, sa: &ServiceAccountRef) -> Lookup {
+        self.get(sa).map_or(Lookup::NotFound, Lookup::Found)
+    }
+}
+
 impl ServiceAccountSource for ConfigMapSource {
     fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup> {
-        let answer = self.get(sa).map_or(Lookup::NotFound, Lookup::Found);
-        Box::pin(std::future::ready(answer))
+        Box::pin(std::future::ready(self.answer(sa)))
+    }
+
+    fn at_hand(&self, sa: &ServiceAccountRef) -> Option<Lookup> {
+        Some(self.answer(sa))
     }
 
     fn is_ready(&self) -> bool {

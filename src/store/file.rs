@@ -46,10 +46,19 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    fn answer(&self, sa: &ServiceAccountRef) -> Lookup {
+        self.configs.get(sa).map_or(Lookup::NotFound, |c| Lookup::Found(Arc::clone(c)))
+    }
+}
+
 impl ServiceAccountSource for FileSource {
     fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup> {
-        let answer = self.configs.get(sa).map_or(Lookup::NotFound, |c| Lookup::Found(Arc::clone(c)));
-        Box::pin(std::future::ready(answer))
+        Box::pin(std::future::ready(self.answer(sa)))
+    }
+
+    fn at_hand(&self, sa: &ServiceAccountRef) -> Option<Lookup> {
+        Some(self.answer(sa))
     }
 
     fn is_ready(&self) -> bool {

@@ -363,10 +363,10 @@ impl KubeSource {
     }
 
     async fn find(&self, sa: &ServiceAccountRef) -> Lookup {
-        let key = key(&sa.namespace, &sa.name);
-        if let Some(config) = self.state.cached(&key) {
-            return Lookup::Found(config);
+        if let Some(found) = self.at_hand(sa) {
+            return found;
         }
+        let key = key(&sa.namespace, &sa.name);
         if !self.timings.grace.is_zero() {
             // Subscribe, then look again: an event applied in between is seen either way.
             let mut changes = self.state.changes.subscribe();
@@ -442,6 +442,11 @@ impl Drop for KubeSource {
 impl ServiceAccountSource for KubeSource {
     fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup> {
         Box::pin(self.find(sa))
+    }
+
+    /// A cache hit; a miss waits for the watch or asks the API (`lookup`).
+    fn at_hand(&self, sa: &ServiceAccountRef) -> Option<Lookup> {
+        self.state.cached(&key(&sa.namespace, &sa.name)).map(Lookup::Found)
     }
 
     fn is_ready(&self) -> bool {
@@ -677,8 +682,10 @@ mod tests {
         assert_eq!(role_of(&source.lookup(&sa("n", "s")).await), None);
         source.apply(Event::Apply(meta("n", "s", &[("eks.amazonaws.com/role-arn", ROLE)])));
         assert_eq!(role_of(&source.lookup(&sa("n", "s")).await), Some(ROLE));
+        assert_eq!(source.at_hand(&sa("n", "s")), Some(source.lookup(&sa("n", "s")).await), "a hit is at hand");
         source.apply(Event::Delete(meta("n", "s", &[])));
         assert_eq!(source.stats().cached, 0);
+        assert_eq!(source.at_hand(&sa("n", "s")), None, "a miss asks the API");
         assert_eq!(source.lookup(&sa("n", "s")).await, Lookup::NotFound);
     }
 

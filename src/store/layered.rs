@@ -22,23 +22,32 @@ impl LayeredSource {
 
     async fn find(&self, sa: &ServiceAccountRef) -> Lookup {
         let primary = self.primary.lookup(sa).await;
-        if matches!(&primary, Lookup::Found(own) if own.role_arn.is_some()) {
+        if has_role(&primary) {
             return primary;
         }
-        let entry = match self.fallback.lookup(sa).await {
-            Lookup::Found(entry) if entry.role_arn.is_some() => entry,
-            // No role anywhere: what the ServiceAccount itself says (or that it is missing) is the answer.
-            _ => return primary,
-        };
-        match primary {
-            Lookup::Found(own) => Lookup::Found(merge(&own, entry)),
-            Lookup::NotFound => Lookup::Found(entry),
-            Lookup::Unavailable(reason) => {
-                // Its own annotations would win, but cannot be read; the entry is better than no identity.
-                let mut config = ServiceAccountConfig::clone(&entry);
-                config.warnings.push(format!("{reason}; the ConfigMap entry for {sa} was used"));
-                Lookup::Found(Arc::new(config))
-            }
+        combine(sa, primary, self.fallback.lookup(sa).await)
+    }
+}
+
+fn has_role(lookup: &Lookup) -> bool {
+    matches!(lookup, Lookup::Found(own) if own.role_arn.is_some())
+}
+
+/// The answer from the ServiceAccount's own (without a role) and the fallback's.
+fn combine(sa: &ServiceAccountRef, primary: Lookup, fallback: Lookup) -> Lookup {
+    let entry = match fallback {
+        Lookup::Found(entry) if entry.role_arn.is_some() => entry,
+        // No role anywhere: what the ServiceAccount itself says (or that it is missing) is the answer.
+        _ => return primary,
+    };
+    match primary {
+        Lookup::Found(own) => Lookup::Found(merge(&own, entry)),
+        Lookup::NotFound => Lookup::Found(entry),
+        Lookup::Unavailable(reason) => {
+            // Its own annotations would win, but cannot be read; the entry is better than no identity.
+            let mut config = ServiceAccountConfig::clone(&entry);
+            config.warnings.push(format!("{reason}; the ConfigMap entry for {sa} was used"));
+            Lookup::Found(Arc::new(config))
         }
     }
 }
@@ -62,6 +71,15 @@ fn merge(own: &ServiceAccountConfig, entry: Arc<ServiceAccountConfig>) -> Arc<Se
 impl ServiceAccountSource for LayeredSource {
     fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup> {
         Box::pin(self.find(sa))
+    }
+
+    /// As `find`, with both answers at hand.
+    fn at_hand(&self, sa: &ServiceAccountRef) -> Option<Lookup> {
+        let primary = self.primary.at_hand(sa)?;
+        if has_role(&primary) {
+            return Some(primary);
+        }
+        Some(combine(sa, primary, self.fallback.at_hand(sa)?))
     }
 
     fn is_ready(&self) -> bool {
@@ -96,6 +114,10 @@ mod tests {
     impl ServiceAccountSource for Fixed {
         fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup> {
             Box::pin(std::future::ready(self.answers.get(sa).cloned().unwrap_or(Lookup::NotFound)))
+        }
+        fn at_hand(&self, sa: &ServiceAccountRef) -> Option<Lookup> {
+            // Only ServiceAccounts this source knows: the others make the layered source wait (`None`).
+            self.answers.get(sa).cloned()
         }
         fn is_ready(&self) -> bool {
             self.ready
@@ -179,6 +201,25 @@ mod tests {
         assert!(config.warnings.iter().any(|w| w.contains("API down")), "{:?}", config.warnings);
         let answer = source.lookup(&ServiceAccountRef::new("n", "unreadable-no-entry")).await;
         assert_eq!(answer, Lookup::Unavailable("API down".into()));
+    }
+
+    /// What is at hand is what a lookup answers; a ServiceAccount either layer lacks at hand is not at hand.
+    #[tokio::test]
+    async fn at_hand_answers_as_lookup_does() {
+        let source = layered();
+        let mut answered = 0;
+        for name in ["annotated", "plain", "own-audience", "unreadable", "unreadable-no-entry", "no-entry", "missing"] {
+            let sa = ServiceAccountRef::new("n", name);
+            match source.at_hand(&sa) {
+                Some(at_hand) => {
+                    assert_eq!(at_hand, source.lookup(&sa).await, "{name}");
+                    answered += 1;
+                }
+                None => assert!(name == "missing" || name == "unreadable-no-entry", "{name}"),
+            }
+        }
+        assert_eq!(answered, 5);
+        assert_eq!(source.at_hand(&ServiceAccountRef::new("n", "annotated")).map(|l| has_role(&l)), Some(true));
     }
 
     #[test]

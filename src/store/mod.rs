@@ -68,6 +68,12 @@ pub trait ServiceAccountSource: Send + Sync + 'static {
     /// The config of `sa`. A source backed by a watch waits a bounded grace period for the watch, then asks the
     /// API directly, so a pod created right after its ServiceAccount is still mutated.
     fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> BoxFuture<'a, Lookup>;
+    /// The answer `lookup` would give, when it needs no waiting (a file's table, a cache hit); `None` sends the
+    /// caller to `lookup`. Admission asks this first: most lookups are answered at once, and a boxed future per
+    /// request was an allocation and a free for nothing.
+    fn at_hand(&self, _sa: &ServiceAccountRef) -> Option<Lookup> {
+        None
+    }
     /// True once the initial state is loaded; `/readyz` waits for it.
     fn is_ready(&self) -> bool;
     fn stats(&self) -> SourceStats;

@@ -180,6 +180,22 @@ impl Admission {
     /// Answers one review. Errors only for bodies that are not a review at all; a review about a bad pod is answered
     /// `allowed: true` with a warning — we never deny a pod because of our own decode problem.
     pub async fn review<'a>(&self, body: &'a [u8]) -> Result<Reviewed<'a>, AdmissionError> {
+        // Most lookups are at hand: the review is then one call with nothing held across an await. Holding the
+        // decoded review (~1 KB) across the lookup made every future around it that big, and the server moves
+        // them several times a request. When the store must wait (a cache miss), the review is decoded again
+        // with the answer: a second pass, bounded as the first, on a path that also waits for the API.
+        let mut answer = Answer::AtHand;
+        loop {
+            match self.review_with(body, answer)? {
+                Step::Done(reviewed) => return Ok(reviewed),
+                // Only `Answer::AtHand` gives `Wait`: the loop runs at most twice.
+                Step::Wait(sa) => answer = Answer::Given(self.source.lookup(&sa).await),
+            }
+        }
+    }
+
+    /// The review with the ServiceAccount's lookup as `answer` says, or the ServiceAccount to wait for.
+    fn review_with<'a>(&self, body: &'a [u8], answer: Answer) -> Result<Step<'a>, AdmissionError> {
         let review: ReviewIn = crate::json::from_slice(body).map_err(AdmissionError::NotJson)?;
         let api_version = review.api_version.unwrap_or_default();
         let api_version = API_VERSIONS
@@ -210,7 +226,10 @@ impl Admission {
             && request.operation.as_deref() == Some("CREATE");
         let mut patch = None;
         if let (true, Some(pod)) = (is_pod_create, request.object.as_ref()) {
-            patch = self.mutate_pod(pod, namespace, &mut reviewed, &mut warnings).await;
+            patch = match self.mutate_pod(pod, namespace, answer, &mut reviewed, &mut warnings) {
+                Ok(patch) => patch,
+                Err(sa) => return Ok(Step::Wait(sa)),
+            };
         } else if is_pod_create {
             reviewed.outcome = Outcome::InvalidPod("the request has no object".into());
             warnings.push("irsa-webhook: the request has no pod object; the pod was not mutated".into());
@@ -218,52 +237,57 @@ impl Admission {
 
         reviewed.warnings = warnings.len();
         reviewed.body = write_response(api_version, &request.uid, patch.as_deref(), &warnings.into_vec());
-        Ok(reviewed)
+        Ok(Step::Done(reviewed))
     }
 
-    /// Looks the pod's identity up and runs the rules; returns the JSON Patch, if there is one.
-    async fn mutate_pod(
+    /// Looks the pod's identity up and runs the rules; returns the JSON Patch, if there is one, or (`Err`) the
+    /// ServiceAccount whose lookup must be waited for.
+    fn mutate_pod(
         &self,
         pod: &Pod<'_>,
         namespace: &str,
+        answer: Answer,
         reviewed: &mut Reviewed<'_>,
         warnings: &mut Warnings,
-    ) -> Option<Vec<u8>> {
+    ) -> Result<Option<Vec<u8>>, ServiceAccountRef> {
         let sa = pod.service_account(Some(namespace));
         if let Err(why) = sa.validate() {
             // The API server refuses such a pod after admission; no lookup is made for a name that cannot exist.
             warnings.push(format!("irsa-webhook: {why}; pod not mutated"));
             reviewed.outcome = Outcome::InvalidPod(why);
-            return None;
+            return Ok(None);
         }
+        let lookup = match answer {
+            Answer::Given(lookup) => lookup,
+            Answer::AtHand => match self.source.at_hand(&sa) {
+                Some(lookup) => lookup,
+                None => return Err(sa),
+            },
+        };
         let sa = reviewed.service_account.insert(sa);
         let in_container_credentials =
             self.container_credentials.as_ref().is_some_and(|current| current().contains(sa));
-        let lookup = match self.source.at_hand(sa) {
-            Some(lookup) => lookup,
-            None => self.source.lookup(sa).await,
-        };
         let config = match lookup {
             Lookup::Found(config) => Some(config),
             Lookup::NotFound => None,
             Lookup::Unavailable(why) if !in_container_credentials => {
                 warnings.push(format!("irsa-webhook: could not look up ServiceAccount {sa}: {why}; pod not mutated"));
                 reviewed.outcome = Outcome::LookupUnavailable(why);
-                return None;
+                return Ok(None);
             }
             Lookup::Unavailable(_) => None,
         };
         warnings.extend(config.iter().flat_map(|c| c.warnings.iter().cloned()));
         let Some(identity) = identity::resolve(sa, config.as_deref(), in_container_credentials) else {
             reviewed.outcome = if config.is_some() { Outcome::NoRole } else { Outcome::ServiceAccountNotFound };
-            return None;
+            return Ok(None);
         };
-        match mutate(pod, Some(&identity), &self.settings) {
+        Ok(match mutate(pod, Some(&identity), &self.settings) {
             Ok(mutation) => {
                 warnings.extend(mutation.warnings.iter().cloned());
                 if mutation.is_empty() {
                     reviewed.outcome = Outcome::AlreadyMutated;
-                    return None;
+                    return Ok(None);
                 }
                 reviewed.outcome = Outcome::Mutated { method: identity.method() };
                 let mut patch = Vec::with_capacity(1024);
@@ -283,8 +307,20 @@ impl Admission {
                 reviewed.outcome = Outcome::InvalidPod(error.to_string());
                 None
             }
-        }
+        })
     }
+}
+
+/// Where a review's ServiceAccount lookup comes from: the store's answer at hand, or one waited for.
+enum Answer {
+    AtHand,
+    Given(Lookup),
+}
+
+/// A review answered, or the ServiceAccount whose lookup it waits for.
+enum Step<'a> {
+    Done(Reviewed<'a>),
+    Wait(ServiceAccountRef),
 }
 
 /// The pod's name for logs: its name, else `<generateName>*`.
@@ -352,17 +388,65 @@ mod tests {
         }
     }
 
-    fn admission() -> Admission {
-        let sas = parse_service_accounts(
+    fn service_accounts() -> Vec<crate::manifest::ServiceAccountManifest> {
+        parse_service_accounts(
             "kind: ServiceAccount\nmetadata:\n  name: app\n  namespace: ns\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/app\n---\nkind: ServiceAccount\nmetadata: {name: plain, namespace: ns}\n",
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    fn admission() -> Admission {
         let settings = Arc::new(MutationSettings::default());
         Admission {
-            source: Arc::new(FileSource::from_manifests(sas, &settings)),
+            source: Arc::new(FileSource::from_manifests(service_accounts(), &settings)),
             settings,
             container_credentials: None,
         }
+    }
+
+    /// A store that never has an answer at hand: every review waits for `lookup`, and is decoded twice.
+    struct Waiting {
+        inner: FileSource,
+        lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ServiceAccountSource for Waiting {
+        fn lookup<'a>(&'a self, sa: &'a ServiceAccountRef) -> futures::future::BoxFuture<'a, Lookup> {
+            self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.inner.lookup(sa).await
+            })
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+        fn stats(&self) -> crate::store::SourceStats {
+            self.inner.stats()
+        }
+    }
+
+    /// A review that waits for its lookup answers as one whose lookup was at hand, after exactly one lookup.
+    #[tokio::test]
+    async fn a_review_that_waits_for_its_lookup_answers_the_same() {
+        let at_hand = admission();
+        let waiting = Arc::new(Waiting {
+            inner: FileSource::from_manifests(service_accounts(), &at_hand.settings),
+            lookups: Default::default(),
+        });
+        let waits = Admission { source: waiting.clone(), ..at_hand.clone() };
+        for (sa, outcome) in [("app", true), ("plain", false), ("missing", false)] {
+            let body = review("admission.k8s.io/v1", "CREATE", sa);
+            let (direct, waited) = (at_hand.review(&body).await.unwrap(), waits.review(&body).await.unwrap());
+            assert_eq!(waited.body, direct.body, "{sa}");
+            assert_eq!((&waited.outcome, waited.outcome.mutated()), (&direct.outcome, outcome), "{sa}");
+            assert_eq!(waited.service_account, direct.service_account, "{sa}");
+        }
+        assert_eq!(waiting.lookups.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // Not a pod creation: nothing is looked up.
+        let body = review("admission.k8s.io/v1", "UPDATE", "app");
+        assert_eq!(waits.review(&body).await.unwrap().outcome, Outcome::Ignored);
+        assert_eq!(waiting.lookups.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     fn review(api_version: &str, operation: &str, sa: &str) -> Vec<u8> {

@@ -281,17 +281,19 @@ impl FieldVisitor<'_, '_> {
     /// `value` in decimal, without the formatting machinery.
     fn write_integer(&mut self, field: &Field, negative: bool, mut value: u64) {
         if self.start(field) {
+            // Twenty digits at most (u64::MAX), then room for the sign.
             let mut digits = [b'-'; 21];
             let mut at = digits.len();
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (value % 10) as u8;
+            for slot in digits.iter_mut().rev() {
+                *slot = b'0' + (value % 10) as u8;
                 value /= 10;
+                at -= 1;
                 if value == 0 {
                     break;
                 }
             }
-            self.result = self.writer.write_bytes(&digits[at - usize::from(negative)..]);
+            let text = digits.get(at.saturating_sub(usize::from(negative))..).unwrap_or_default();
+            self.result = self.writer.write_bytes(text);
         }
     }
 }

@@ -131,7 +131,7 @@ fn check(admission: &Admission, longest: usize, data: &[u8]) {
     assert_eq!(body["kind"], "AdmissionReview");
     let response = body["response"].as_object().expect("response is an object");
     assert!(response.keys().all(|k| RESPONSE_FIELDS.contains(&k.as_str())), "answer fields: {:?}", response.keys());
-    assert_eq!(response["uid"].as_str(), Some(reviewed.uid.as_str()));
+    assert_eq!(response["uid"].as_str(), Some(&*reviewed.uid));
     assert_eq!(response["allowed"], true);
 
     if let Some(warnings) = response.get("warnings") {

@@ -369,6 +369,17 @@ mod tests {
 
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Sink {
+        /// A writer maker for a subscriber that writes here.
+        fn maker(&self) -> impl Fn() -> Sink + Send + Sync + 'static {
+            let sink = self.clone();
+            move || sink.clone()
+        }
+        fn text(&self) -> String {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes).unwrap()
+        }
+    }
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -453,10 +464,7 @@ mod tests {
         let lines = |ours: bool| {
             let sink = Sink::default();
             let builder = tracing_subscriber::fmt()
-                .with_writer({
-                    let sink = sink.clone();
-                    move || sink.clone()
-                })
+                .with_writer(sink.maker())
                 .with_ansi(false)
                 .with_max_level(tracing::Level::TRACE);
             let events = || {
@@ -475,8 +483,7 @@ mod tests {
             } else {
                 tracing::subscriber::with_default(builder.with_timer(Fixed).finish(), events);
             }
-            let bytes = sink.0.lock().unwrap().clone();
-            String::from_utf8(bytes).unwrap()
+            sink.text()
         };
         let (ours, default) = (lines(true), lines(false));
         assert_eq!(ours.lines().count(), 8, "{ours}");
@@ -491,19 +498,13 @@ mod tests {
     #[test]
     fn a_pod_name_cannot_forge_a_log_line() {
         let sink = Sink::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer({
-                let sink = sink.clone();
-                move || sink.clone()
-            })
-            .with_ansi(false)
-            .fmt_fields(EscapedFields)
-            .finish();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(sink.maker()).with_ansi(false).fmt_fields(EscapedFields).finish();
         let pod = "web\n2030-01-01T00:00:00Z  INFO irsa_webhook: admission mutated=true\x1b[2J";
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(pod = %pod, raw = pod, ok = true, error = &std::io::Error::other("bad\rthing") as &dyn std::error::Error, "admission\nforged");
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let text = sink.text();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("admission\\nforged pod=web\\n2030-01-01"), "{text}");
         assert!(text.contains("\\u{1b}[2J"), "{text}");

@@ -46,12 +46,21 @@ fn abridged(message: &str) -> Cow<'_, str> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewIn<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     api_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     kind: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     request: Option<ObjectOnly<RequestIn<'a>>>,
+}
+
+/// An optional string borrowed from the body. serde borrows a `Cow<str>` field, but decodes one inside an `Option`
+/// as an owned `String`: an allocation for each of these fields in every review.
+fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed>::deserialize(deserializer)?.map(|Borrowed(text)| text))
 }
 
 /// serde's derived structs also accept a JSON array (fields by position); a review's request must be an object.
@@ -80,11 +89,11 @@ struct RequestIn<'a> {
     uid: Cow<'a, str>,
     #[serde(default, borrow)]
     resource: GroupVersionResource<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     sub_resource: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     namespace: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     operation: Option<Cow<'a, str>>,
     /// Decoded leniently whatever it holds: a malformed pod is answered with a warning, not refused.
     #[serde(default, borrow)]
@@ -447,6 +456,21 @@ mod tests {
         let body = review("admission.k8s.io/v1", "UPDATE", "app");
         assert_eq!(waits.review(&body).await.unwrap().outcome, Outcome::Ignored);
         assert_eq!(waiting.lookups.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    /// The request's optional strings are borrowed from the body unless escaped; null and absent read as none.
+    #[test]
+    fn optional_strings_borrow_from_the_body() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","namespace":"ns","operation":"CRE\u0041TE","subResource":null}}"#;
+        let review: ReviewIn = crate::json::from_slice(body).unwrap();
+        assert!(matches!(review.api_version, Some(Cow::Borrowed("admission.k8s.io/v1"))));
+        assert!(matches!(review.kind, Some(Cow::Borrowed("AdmissionReview"))));
+        let request = review.request.unwrap().0;
+        assert!(matches!(request.namespace, Some(Cow::Borrowed("ns"))));
+        assert!(matches!(request.operation.as_ref(), Some(Cow::Owned(op)) if op == "CREATE"));
+        assert!(request.sub_resource.is_none());
+        let error = crate::json::from_slice::<ReviewIn>(br#"{"kind":7}"#).err().unwrap().to_string();
+        assert!(error.contains("invalid type: integer `7`, expected a string"), "{error}");
     }
 
     fn review(api_version: &str, operation: &str, sa: &str) -> Vec<u8> {

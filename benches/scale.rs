@@ -366,7 +366,9 @@ impl Webhook {
         let (port, metrics_port) = (free_port()?, free_port()?);
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-webhook"));
+        // IRSA_SCALE_BINARY measures another build, e.g. the image's static one (tests/chart/build-static.sh).
+        let binary = std::env::var_os("IRSA_SCALE_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_irsa-webhook").into());
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .args(source)

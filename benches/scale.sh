@@ -8,7 +8,8 @@
 #
 # Uses the API server the IRSA_E2E_* variables point at (tests/e2e/cluster.sh's defaults otherwise), starting it if
 # it is not running; the ServiceAccounts stay in it, so a second run skips the ~minutes of creating them. The
-# webhook is built with the release profile (cargo bench). Prints Markdown tables for docs/benchmarks.md.
+# webhook is built with the release profile (cargo bench); IRSA_SCALE_BINARY=PATH measures another build instead (the
+# image's static one: tests/chart/build-static.sh). Prints Markdown tables for docs/benchmarks.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -7,7 +7,8 @@
 # distroless/static (no libc at all) and TLS is rustls + ring (no OpenSSL anywhere). A static glibc build
 # (-C target-feature=+crt-static on the gnu target) also links here, but glibc does not really support static
 # linking: getaddrinfo and NSS would still try to dlopen libnss_*.so, which distroless/static does not have.
-# ring's C and assembly parts need a musl C compiler: Debian's musl-tools (musl-gcc).
+# ring's C and assembly parts, and mimalloc (the musl build's allocator, src/main.rs), need a musl C compiler:
+# Debian's musl-tools (musl-gcc).
 #
 # tests/chart/build-static.sh runs the same cargo command outside Docker (tests/chart/test.sh checks that the
 # two stay the same).

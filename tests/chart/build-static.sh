@@ -9,6 +9,8 @@
 # Installs what is missing (needs root for apt and a reachable rustup dist server for the musl target):
 #   - the rust-std component for x86_64-unknown-linux-musl (`rustup target add`)
 #   - Debian's musl-tools, whose musl-gcc compiles ring's C and assembly for musl
+# Then runs it: `--version`, and one example review served over TLS on 127.0.0.1 (SMOKE_PORT, default 29844, and
+# SMOKE_PORT + 100), which must be answered with a patch.
 # Prints the binary's path, size and `file` description. CARGO_TARGET_DIR is honoured (default: ./target).
 set -euo pipefail
 
@@ -65,6 +67,19 @@ if readelf -dW "$bin" | grep -q '(NEEDED)'; then die "$bin needs shared librarie
 # No OpenSSL linked in by any dependency.
 if strings "$bin" | grep -qiE 'OpenSSL [0-9]+\.[0-9]+'; then die "$bin contains OpenSSL"; fi
 "$bin" --version >&2 || die "$bin does not run"
+# It serves: one review over TLS through the image's own allocator and runtime (src/main.rs), answered with a patch.
+smoke=$(mktemp -d)
+port=${SMOKE_PORT:-29844}
+"$bin" serve --self-signed --ca-bundle-out "$smoke/ca.crt" --service-accounts "$ROOT/examples/serviceaccounts.yaml" \
+  --port "$port" --metrics-port $((port + 100)) --bind-address 127.0.0.1 --shutdown-delay 0s 2>"$smoke/log" &
+server=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$((port + 100))/readyz" >/dev/null && break; sleep 0.1; done
+answer=$(curl -s --cacert "$smoke/ca.crt" -H 'Content-Type: application/json' \
+  --data-binary @"$ROOT/examples/admission-review.json" "https://localhost:$port/mutate" || true)
+kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+grep -q '"patch"' <<<"$answer" || die "$bin did not answer the example review with a patch: ${answer:0:200} $(tail -3 "$smoke/log")"
+rm -rf "$smoke"
+log "the static binary answered the example review with a patch"
 
 size=$(stat -c %s "$bin")
 log "built in $(($(date +%s) - t0)) s: $bin, $size bytes ($((size / 1024 / 1024)) MiB)"

@@ -77,8 +77,9 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$((port + 100))/readyz" >/dev
 answer=$(curl -s --cacert "$smoke/ca.crt" -H 'Content-Type: application/json' \
   --data-binary @"$ROOT/examples/admission-review.json" "https://localhost:$port/mutate" || true)
 kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
-grep -q '"patch"' <<<"$answer" || die "$bin did not answer the example review with a patch: ${answer:0:200} $(tail -3 "$smoke/log")"
+server_log=$(tail -3 "$smoke/log")
 rm -rf "$smoke"
+grep -q '"patch"' <<<"$answer" || die "$bin did not answer the example review with a patch: ${answer:0:200} $server_log"
 log "the static binary answered the example review with a patch"
 
 size=$(stat -c %s "$bin")
